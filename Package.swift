@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "closeorderd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "closeorderd", targets: ["closeorderd"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // The protocol: parameters, signatures, the flat-XML codec, outcomes. No I/O.
+        .target(
+            name: "WeChatPay",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The order table: migrations (embedded from migrations/*.sql), claim, fenced write-back, queries.
+        .target(
+            name: "OrderStore",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            plugins: ["EmbedMigrationsPlugin"]
+        ),
+        // The daemon: configuration, the HTTP client, the poll → claim → call → record loop.
+        .target(
+            name: "Reaper",
+            dependencies: [
+                "WeChatPay", "OrderStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // A local WeChat Pay v2 stand-in built on the same protocol module.
+        .target(
+            name: "Simulator",
+            dependencies: [
+                "WeChatPay",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "closeorderd",
+            dependencies: [
+                "WeChatPay", "OrderStore", "Reaper", "Simulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(name: "EmbedMigrations"),
+        .plugin(
+            name: "EmbedMigrationsPlugin",
+            capability: .buildTool(),
+            dependencies: ["EmbedMigrations"]
+        ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["WeChatPay", "OrderStore", "Reaper", "Simulator"],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(name: "WeChatPayTests", dependencies: ["WeChatPay"]),
+        .testTarget(name: "OrderStoreTests", dependencies: ["OrderStore", "TestSupport"]),
+        .testTarget(
+            name: "ReaperTests",
+            dependencies: ["Reaper", "Simulator", "OrderStore", "WeChatPay", "TestSupport"]
+        ),
+    ]
+)

@@ -1,0 +1,114 @@
+import Foundation
+import GRDB
+
+/// The order table: opening the file, migrations, the claim, fenced write-back and
+/// read-only queries. All of closeorderd's SQL lives in this module.
+///
+/// The file is shared with the merchant's app, so it runs in WAL mode (readers never
+/// block the writer) and every connection waits on a busy lock instead of failing.
+///
+/// ```swift
+/// let store = try OrderStore(path: "/var/lib/closeorderd/orders.sqlite")
+/// try await store.migrate()
+/// let claimed = try await store.claimDue(now: now, policy: policy, limit: 256)
+/// ```
+public final class OrderStore: Sendable {
+    /// How long a statement waits for another process's write lock before failing.
+    public static let defaultBusyTimeout: TimeInterval = 10
+
+    let writer: any DatabaseWriter
+    public let path: String
+
+    /// Opens (creating if needed) the database for reading and writing, in WAL mode.
+    public init(path: String, busyTimeout: TimeInterval = OrderStore.defaultBusyTimeout) throws(StoreError) {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(busyTimeout)
+        configuration.foreignKeysEnabled = false
+        configuration.prepareDatabase { db in
+            // WAL survives process crashes with NORMAL; see README "Durability".
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            writer = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StoreError(path: path, underlying: error)
+        }
+    }
+
+    private init(path: String, reader: DatabaseQueue) {
+        self.path = path
+        self.writer = reader
+    }
+
+    /// Opens an existing database read-only, for `closeorderd query`: it never writes and
+    /// never blocks the daemon or the app.
+    public static func openReadOnly(path: String) throws(StoreError) -> OrderStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(path: path, message: "no database file at \(path)")
+        }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(defaultBusyTimeout)
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            try queue.read { db in try Migrator.checkCurrent(db) }
+            return OrderStore(path: path, reader: queue)
+        } catch let error as SchemaError {
+            throw StoreError(path: path, message: error.description)
+        } catch {
+            throw StoreError(path: path, underlying: error)
+        }
+    }
+
+    /// Brings the schema up to this build's version; refuses a database from a newer build.
+    /// Returns the versions applied now (empty when it was current).
+    @discardableResult
+    public func migrate() async throws(StoreError) -> [Int] {
+        try await run { try await writer.write { db in try Migrator.migrate(db) } }
+    }
+
+    /// The schema version this build creates.
+    public static var schemaVersion: Int { Migrator.latestVersion }
+
+    /// Runs a database operation, turning any failure into a `StoreError` that names the file.
+    func run<T>(_ operation: () async throws -> T) async throws(StoreError) -> T {
+        do {
+            return try await operation()
+        } catch let error as SchemaError {
+            throw StoreError(path: path, message: error.description)
+        } catch {
+            throw StoreError(path: path, underlying: error)
+        }
+    }
+}
+
+/// A database failure, with the file it concerns and a sentence saying what went wrong.
+public struct StoreError: Error, CustomStringConvertible {
+    public let path: String
+    public let message: String
+
+    init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    init(path: String, underlying: any Error) {
+        self.path = path
+        if let error = underlying as? DatabaseError {
+            let hint: String =
+                switch error.resultCode {
+                case .SQLITE_BUSY, .SQLITE_LOCKED: " (another process held the lock past the busy timeout)"
+                case .SQLITE_CANTOPEN: " (check that the file's directory exists and is writable)"
+                case .SQLITE_READONLY: " (the file or its directory is not writable by this user)"
+                case .SQLITE_FULL: " (the disk is full)"
+                default: ""
+                }
+            self.message = "database \(path): \(error.message ?? "\(error.resultCode)")\(hint)"
+        } else {
+            self.message = "database \(path): \(underlying)"
+        }
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,240 @@
+import Foundation
+import WeChatPay
+import Yams
+
+/// A configuration that cannot be used, naming the key at fault.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    /// The dotted path of the key, e.g. `reaper.concurrency` or `merchants[0].key_file`.
+    public let key: String
+    public let reason: String
+    public let file: String
+
+    public init(key: String, reason: String, file: String) {
+        self.key = key
+        self.reason = reason
+        self.file = file
+    }
+
+    public var description: String {
+        key.isEmpty ? "\(file): \(reason)" : "\(file): \(key): \(reason)"
+    }
+}
+
+/// Reads and validates the YAML configuration.
+///
+/// Unknown keys are errors (a misspelt key silently ignored would leave a default in
+/// force); every value is checked; each merchant's key file is read and must hold a
+/// 32-character API v2 key. The first problem found is reported, naming its key.
+public enum ConfigurationLoader {
+    /// Where `closeorderd run` looks when `--config` is not given.
+    public static let defaultPath = "/etc/closeorderd/config.yaml"
+
+    /// Loads `path`; `databaseOverride` (from `--db`) replaces the `database` key.
+    /// With `readKeys: false` (for `closeorderd query`, which needs no key) merchants are
+    /// checked for shape but their key files are not read, and `merchants` comes back empty.
+    public static func load(
+        path: String, databaseOverride: String? = nil, readKeys: Bool = true
+    ) throws(ConfigurationError) -> DaemonConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(key: "", reason: "cannot read the configuration file: \(describe(error))", file: path)
+        }
+        return try parse(text, file: path, databaseOverride: databaseOverride, readKeys: readKeys)
+    }
+
+    /// Parses YAML text; `file` names it in errors and anchors relative `key_file` paths.
+    public static func parse(
+        _ text: String, file: String, databaseOverride: String? = nil, readKeys: Bool = true
+    ) throws(ConfigurationError) -> DaemonConfiguration {
+        let fail = { (key: String, reason: String) in ConfigurationError(key: key, reason: reason, file: file) }
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw fail("", "not valid YAML: \(error)")
+        }
+        guard let mapping = root?.mapping else { throw fail("", "expected a mapping of keys at the top level") }
+        var reader = MappingReader(mapping: mapping, path: "", fail: fail)
+        try reader.onlyKeys(["database", "api", "reaper", "merchants"])
+
+        var api = DaemonConfiguration.API()
+        if let node = try reader.mapping("api") {
+            var section = MappingReader(mapping: node, path: "api", fail: fail)
+            try section.onlyKeys(["base_url", "timeout_seconds"])
+            if let url = try section.string("base_url") { api.baseURL = try baseURL(url, key: "api.base_url", fail: fail) }
+            if let value = try section.number("timeout_seconds", in: 0.001...600) { api.timeoutSeconds = value }
+        }
+
+        var reaper = DaemonConfiguration.ReaperSettings()
+        if let node = try reader.mapping("reaper") {
+            var section = MappingReader(mapping: node, path: "reaper", fail: fail)
+            try section.onlyKeys([
+                "poll_interval_seconds", "concurrency", "batch_size", "min_order_age_seconds",
+                "payment_timeout_seconds", "max_attempts", "backoff_base_seconds", "backoff_max_seconds", "lease_seconds",
+            ])
+            if let value = try section.number("poll_interval_seconds", in: 0.01...3600) { reaper.pollIntervalSeconds = value }
+            if let value = try section.integer("concurrency", in: 1...4096) { reaper.concurrency = Int(value) }
+            if let value = try section.integer("batch_size", in: 1...100_000) { reaper.batchSize = Int(value) }
+            if let value = try section.integer("min_order_age_seconds", in: 0...Int64(Int32.max)) {
+                guard value >= DaemonConfiguration.ReaperSettings.minimumOrderAgeFloor else {
+                    throw fail(
+                        "reaper.min_order_age_seconds",
+                        "must be at least 300: WeChat Pay forbids closing an order within 5 minutes of its creation (got \(value))")
+                }
+                reaper.minOrderAgeSeconds = value
+            }
+            if let value = try section.integer("payment_timeout_seconds", in: 0...Int64(Int32.max)) { reaper.paymentTimeoutSeconds = value }
+            if let value = try section.integer("max_attempts", in: 1...1000) { reaper.maxAttempts = Int(value) }
+            if let value = try section.number("backoff_base_seconds", in: 0.001...86_400) { reaper.backoffBaseSeconds = value }
+            if let value = try section.number("backoff_max_seconds", in: 0.001...604_800) { reaper.backoffMaxSeconds = value }
+            if let value = try section.integer("lease_seconds", in: 1...86_400) { reaper.leaseSeconds = value }
+        }
+        guard reaper.backoffMaxSeconds >= reaper.backoffBaseSeconds else {
+            throw fail("reaper.backoff_max_seconds", "must be at least reaper.backoff_base_seconds (\(reaper.backoffBaseSeconds))")
+        }
+        guard Double(reaper.leaseSeconds) > api.timeoutSeconds + 1 else {
+            throw fail(
+                "reaper.lease_seconds",
+                "must exceed api.timeout_seconds (\(api.timeoutSeconds)) by more than a second, or a call still in flight could be claimed again")
+        }
+
+        let database: String
+        if let databaseOverride {
+            database = databaseOverride
+            _ = try reader.string("database")
+        } else {
+            guard let value = try reader.string("database"), !value.isEmpty else {
+                throw fail("database", "required: the path of the SQLite order database")
+            }
+            database = value
+        }
+
+        guard let merchantNodes = try reader.sequence("merchants"), !merchantNodes.isEmpty else {
+            throw fail("merchants", "required: a list with at least one merchant (mch_id, sign_type, key_file)")
+        }
+        let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent()
+        var merchants: [DaemonConfiguration.Merchant] = []
+        for (index, node) in merchantNodes.enumerated() {
+            let path = "merchants[\(index)]"
+            guard let entry = node.mapping else { throw fail(path, "expected a mapping with mch_id, sign_type, key_file") }
+            var section = MappingReader(mapping: entry, path: path, fail: fail)
+            try section.onlyKeys(["mch_id", "sign_type", "key_file"])
+            guard let mchID = try section.string("mch_id"), !mchID.isEmpty else { throw fail("\(path).mch_id", "required") }
+            guard !merchants.contains(where: { $0.mchID == mchID }) else {
+                throw fail("\(path).mch_id", "\(mchID) is configured twice")
+            }
+            var signType = SignType.hmacSHA256
+            if let text = try section.string("sign_type") {
+                guard let parsed = SignType(rawValue: text) else {
+                    throw fail("\(path).sign_type", "must be MD5 or HMAC-SHA256, got \"\(text)\"")
+                }
+                signType = parsed
+            }
+            guard let keyFile = try section.string("key_file"), !keyFile.isEmpty else {
+                throw fail("\(path).key_file", "required: a file holding the merchant's 32-character API v2 key")
+            }
+            let keyPath = keyFile.hasPrefix("/") ? keyFile : baseDirectory.appending(path: keyFile).path
+            guard readKeys else { continue }
+            let key = try readKey(at: keyPath, key: "\(path).key_file", fail: fail)
+            merchants.append(.init(mchID: mchID, signType: signType, keySource: keyPath, key: key))
+        }
+        return DaemonConfiguration(database: database, api: api, reaper: reaper, merchants: merchants)
+    }
+
+    /// Reads a key file: its text less surrounding whitespace must be a 32-character key.
+    /// Errors never quote the file's content.
+    public static func readKey(
+        at path: String, key: String, fail: (String, String) -> ConfigurationError
+    ) throws(ConfigurationError) -> MerchantKey {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw fail(key, "cannot read key file \(path): \(describe(error))")
+        }
+        do {
+            return try MerchantKey(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        } catch {
+            throw fail(key, "key file \(path) does not hold an API v2 key: \(error)")
+        }
+    }
+
+    static func baseURL(_ text: String, key: String, fail: (String, String) -> ConfigurationError) throws(ConfigurationError) -> String {
+        guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme),
+            let host = url.host, !host.isEmpty
+        else {
+            throw fail(key, "must be an http:// or https:// URL with a host, got \"\(text)\"")
+        }
+        return text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? CocoaError, let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return (error as NSError).localizedDescription
+    }
+}
+
+/// Reads typed values from one YAML mapping, remembering its path for error messages.
+struct MappingReader {
+    let mapping: Node.Mapping
+    let path: String
+    let fail: (String, String) -> ConfigurationError
+
+    func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func onlyKeys(_ known: [String]) throws(ConfigurationError) {
+        for key in mapping.keys {
+            let name = key.string ?? "?"
+            guard known.contains(name) else {
+                throw fail(keyPath(name), "unknown key (known here: \(known.joined(separator: ", ")))")
+            }
+        }
+    }
+
+    func node(_ key: String) -> Node? {
+        mapping[key].flatMap { node in
+            if case .scalar(let scalar) = node, scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) {
+                return nil
+            }
+            return node
+        }
+    }
+
+    func string(_ key: String) throws(ConfigurationError) -> String? {
+        guard let node = node(key) else { return nil }
+        guard case .scalar(let scalar) = node else { throw fail(keyPath(key), "expected a single value") }
+        return scalar.string
+    }
+
+    func integer(_ key: String, in range: ClosedRange<Int64>) throws(ConfigurationError) -> Int64? {
+        guard let text = try string(key) else { return nil }
+        guard let value = Int64(text), range.contains(value) else {
+            throw fail(keyPath(key), "must be a whole number from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+        }
+        return value
+    }
+
+    func number(_ key: String, in range: ClosedRange<Double>) throws(ConfigurationError) -> Double? {
+        guard let text = try string(key) else { return nil }
+        guard let value = Double(text), value.isFinite, range.contains(value) else {
+            throw fail(keyPath(key), "must be a number from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+        }
+        return value
+    }
+
+    func mapping(_ key: String) throws(ConfigurationError) -> Node.Mapping? {
+        guard let node = node(key) else { return nil }
+        guard let mapping = node.mapping else { throw fail(keyPath(key), "expected a mapping of keys") }
+        return mapping
+    }
+
+    func sequence(_ key: String) throws(ConfigurationError) -> [Node]? {
+        guard let node = node(key) else { return nil }
+        guard let sequence = node.sequence else { throw fail(keyPath(key), "expected a list") }
+        return Array(sequence)
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import OrderStore
+import WeChatPay
+
+/// Everything `closeorderd run` needs, loaded from YAML by `ConfigurationLoader` and
+/// validated: a value of this type is always usable.
+public struct DaemonConfiguration: Sendable {
+    public var database: String
+    public var api: API
+    public var reaper: ReaperSettings
+    public var merchants: [Merchant]
+
+    public struct API: Sendable, Equatable {
+        /// Scheme and host of WeChat Pay's API, e.g. `https://api.mch.weixin.qq.com`.
+        public var baseURL: String = "https://api.mch.weixin.qq.com"
+        /// The longest one call may take, connecting and reading included.
+        public var timeoutSeconds: Double = 10
+        public init() {}
+    }
+
+    public struct ReaperSettings: Sendable, Equatable {
+        public var pollIntervalSeconds: Double = 5
+        public var concurrency: Int = 16
+        public var batchSize: Int = 256
+        public var minOrderAgeSeconds: Int64 = 300
+        public var paymentTimeoutSeconds: Int64 = 7200
+        public var maxAttempts: Int = 10
+        public var backoffBaseSeconds: Double = 30
+        public var backoffMaxSeconds: Double = 3600
+        public var leaseSeconds: Int64 = 120
+        public init() {}
+
+        /// WeChat Pay forbids closing an order within 5 minutes of its creation.
+        public static let minimumOrderAgeFloor: Int64 = 300
+
+        public var duePolicy: DuePolicy {
+            DuePolicy(minOrderAgeSeconds: minOrderAgeSeconds, paymentTimeoutSeconds: paymentTimeoutSeconds)
+        }
+
+        public var backoff: Backoff { Backoff(baseSeconds: backoffBaseSeconds, maxSeconds: backoffMaxSeconds) }
+    }
+
+    /// A merchant whose orders closeorderd may close, with its API v2 key.
+    public struct Merchant: Sendable {
+        public var mchID: String
+        public var signType: SignType
+        /// Where the key was read from (shown in logs; the key itself never is).
+        public var keySource: String
+        public var key: MerchantKey
+
+        public init(mchID: String, signType: SignType, keySource: String, key: MerchantKey) {
+            self.mchID = mchID
+            self.signType = signType
+            self.keySource = keySource
+            self.key = key
+        }
+    }
+
+    public init(database: String, api: API = API(), reaper: ReaperSettings = ReaperSettings(), merchants: [Merchant]) {
+        self.database = database
+        self.api = api
+        self.reaper = reaper
+        self.merchants = merchants
+    }
+
+    /// The merchant configured for `mchID`, if any.
+    public func merchant(_ mchID: String) -> Merchant? {
+        merchants.first { $0.mchID == mchID }
+    }
+
+    /// The effective configuration as one log-friendly line, without any key.
+    public var summaryWithoutSecrets: String {
+        let merchantList = merchants.map { "\($0.mchID)(\($0.signType.rawValue), key from \($0.keySource))" }
+        return "database=\(database) api.base_url=\(api.baseURL) api.timeout_seconds=\(api.timeoutSeconds) "
+            + "reaper.poll_interval_seconds=\(reaper.pollIntervalSeconds) reaper.concurrency=\(reaper.concurrency) "
+            + "reaper.batch_size=\(reaper.batchSize) reaper.min_order_age_seconds=\(reaper.minOrderAgeSeconds) "
+            + "reaper.payment_timeout_seconds=\(reaper.paymentTimeoutSeconds) reaper.max_attempts=\(reaper.maxAttempts) "
+            + "reaper.backoff_base_seconds=\(reaper.backoffBaseSeconds) reaper.backoff_max_seconds=\(reaper.backoffMaxSeconds) "
+            + "reaper.lease_seconds=\(reaper.leaseSeconds) merchants=[\(merchantList.joined(separator: ", "))]"
+    }
+}

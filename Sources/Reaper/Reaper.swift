@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import OrderStore
+import ServiceLifecycle
+import WeChatPay
+
+/// The daemon's loop: poll for due orders, claim them under a lease, call WeChat Pay,
+/// write each outcome back. It knows outcomes, not XML, and not SQL.
+///
+/// Shutdown flows in through swift-service-lifecycle: on graceful shutdown (SIGTERM,
+/// SIGINT) the loop stops claiming and waits for the calls in flight, each bounded by the
+/// request timeout, to be recorded.
+public struct Reaper: Service {
+    let configuration: DaemonConfiguration
+    let store: OrderStore
+    let client: WeChatPayClient
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+
+    public init(
+        configuration: DaemonConfiguration, store: OrderStore, client: WeChatPayClient, logger: Logger,
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.client = client
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Runs until graceful shutdown.
+    public func run() async throws {
+        try await reap(untilIdle: false)
+    }
+
+    /// Processes what is due now, waits for those calls, and returns (`run --once`).
+    /// Returns the number of orders claimed.
+    @discardableResult
+    public func runOnce() async throws -> Int {
+        try await reap(untilIdle: true)
+    }
+
+    private func reap(untilIdle: Bool) async throws -> Int {
+        let settings = configuration.reaper
+        let slots = InFlightSlots(capacity: settings.concurrency)
+        let claimedTotal = ClaimCounter()
+        await withDiscardingTaskGroup { group in
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                await slots.waitForFreeSlot()
+                if Task.isShuttingDownGracefully { break }
+                let wanted = min(settings.batchSize, await slots.free)
+                let claimed: [ClaimedOrder]
+                do {
+                    claimed = try await store.claimDue(
+                        now: clock(), policy: settings.duePolicy, limit: wanted,
+                        leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
+                } catch {
+                    logger.error("cannot claim due orders; will retry", metadata: ["error": "\(error)"])
+                    if untilIdle { break }
+                    try? await pause(settings.pollIntervalSeconds)
+                    continue
+                }
+                await slots.take(claimed.count)
+                claimedTotal.add(claimed.count)
+                for order in claimed {
+                    group.addTask {
+                        await self.close(order)
+                        await slots.release()
+                    }
+                }
+                if claimed.count < wanted {
+                    if untilIdle { break }
+                    try? await pause(settings.pollIntervalSeconds)
+                }
+            }
+        }
+        return claimedTotal.value
+    }
+
+    private func pause(_ seconds: Double) async throws {
+        try await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+        }
+    }
+
+    /// One attempt at one claimed order, from validation to write-back.
+    func close(_ order: ClaimedOrder) async {
+        let startedAt = clock()
+        let identity = OrderIdentity(
+            appid: order.appid, mchID: order.mchID, outTradeNo: order.outTradeNo,
+            subAppID: order.subAppID, subMchID: order.subMchID)
+        var record = AttemptRecord(
+            orderID: order.id, leaseToken: order.leaseToken, attempt: order.attempt, newState: .failed,
+            outcome: "invalid", message: "", startedAt: startedAt, finishedAt: startedAt)
+
+        if let problem = identity.problem() {
+            record.message = "not sent: \(problem)"
+        } else if let merchant = configuration.merchant(order.mchID) {
+            let result = await client.close(identity, key: merchant.key, signType: merchant.signType)
+            apply(result, to: &record, attempt: order.attempt)
+        } else {
+            record.message = "not sent: no key is configured for mch_id \(order.mchID): add it under merchants in the configuration"
+        }
+        record.finishedAt = clock()
+        await write(record, order: order)
+    }
+
+    /// Maps a verdict to the row's next state: retries back off until `max_attempts`.
+    func apply(_ result: CloseCallResult, to record: inout AttemptRecord, attempt: Int) {
+        let verdict = result.verdict
+        record.outcome = verdict.outcome.rawValue
+        record.errCode = verdict.errCode
+        record.errCodeDes = verdict.errCodeDes
+        record.message = verdict.message
+        record.httpStatus = result.httpStatus
+        record.latencyMilliseconds = result.latencyMilliseconds
+        switch verdict.outcome {
+        case .closed: record.newState = .closed
+        case .paid: record.newState = .paid
+        case .failed: record.newState = .failed
+        case .retry:
+            if attempt >= configuration.reaper.maxAttempts {
+                record.newState = .failed
+                record.message += " (gave up: attempt \(attempt) of \(configuration.reaper.maxAttempts))"
+            } else {
+                var random = SystemRandomNumberGenerator()
+                record.newState = .pending
+                record.nextAttemptAt = configuration.reaper.backoff.nextAttempt(
+                    afterAttempt: attempt, now: clock(), using: &random)
+            }
+        }
+    }
+
+    /// Writes one record back, retrying while the database refuses (disk full, lock held
+    /// past the busy timeout). If it never succeeds, the row's lease expires and the order
+    /// is claimed again: nothing is lost.
+    private func write(_ record: AttemptRecord, order: ClaimedOrder) async {
+        var metadata: Logger.Metadata = [
+            "out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)", "outcome": "\(record.outcome)",
+            "state": "\(record.newState.rawValue)", "attempt": "\(order.attempt)",
+        ]
+        if let errCode = record.errCode { metadata["err_code"] = "\(errCode)" }
+        if let latency = record.latencyMilliseconds { metadata["latency_ms"] = "\(latency)" }
+        for attempt in 1...5 {
+            do {
+                let results = try await store.record([record])
+                if case .superseded(let current) = results.first {
+                    metadata["row_state"] = "\(current?.rawValue ?? "deleted")"
+                    logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
+                } else {
+                    let level: Logger.Level = record.newState == .failed ? .error : (record.outcome == "retry" ? .warning : .info)
+                    logger.log(level: level, "\(record.message)", metadata: metadata)
+                }
+                return
+            } catch {
+                logger.error(
+                    "cannot record the outcome (try \(attempt) of 5)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)
+    }
+}
+
+/// A counter that child tasks of the loop can add to.
+final class ClaimCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add(_ amount: Int) { lock.withLock { count += amount } }
+    var value: Int { lock.withLock { count } }
+}

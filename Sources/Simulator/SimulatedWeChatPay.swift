@@ -1,0 +1,260 @@
+import Foundation
+import NIOConcurrencyHelpers
+import WeChatPay
+
+/// What the HTTP layer should do with one request.
+public enum SimulatorReply: Sendable, Equatable {
+    case respond(status: Int, body: [UInt8], afterMilliseconds: Int)
+    /// Never answer; the client's timeout has to fire.
+    case hang
+    /// Close the connection without answering.
+    case drop(afterMilliseconds: Int)
+    /// Announce the whole body, send half of it, close.
+    case truncated(body: [UInt8], afterMilliseconds: Int)
+}
+
+/// What the simulator has seen, for tests and for `GET /_sim/stats`.
+public struct SimulatorStats: Sendable, Codable, Equatable {
+    /// Close calls with a valid signature, per order number.
+    public var closeCalls: [String: Int] = [:]
+    /// The most close calls for one order that were in flight at the same time.
+    public var maxConcurrentCallsPerOrder = 0
+    /// Every request received, valid or not.
+    public var requests = 0
+    /// Requests rejected for a bad or missing signature.
+    public var badSignatures = 0
+    /// The simulated trade state of every order it has seen: NOTPAY, CLOSED or SUCCESS.
+    public var tradeStates: [String: String] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case requests
+        case closeCalls = "close_calls", maxConcurrentCallsPerOrder = "max_concurrent_calls_per_order"
+        case badSignatures = "bad_signatures", tradeStates = "trade_states"
+    }
+}
+
+/// A stand-in for WeChat Pay v2 `/pay/closeorder` and `/pay/orderquery`, built from the
+/// same protocol module as the client: it checks request signatures with each merchant's
+/// key and signs its answers, and it can be told to misbehave.
+///
+/// Orders are `NOTPAY` until closed; `markPaid` and `markClosed` set them up otherwise.
+public final class SimulatedWeChatPay: Sendable {
+    struct State {
+        var behaviour: SimulatorBehaviour
+        var faults: [String: FaultPlan] = [:]
+        var tradeStates: [String: String] = [:]
+        var inFlight: [String: Int] = [:]
+        var stats = SimulatorStats()
+    }
+
+    let keys: [String: MerchantKey]
+    private let state: NIOLockedValueBox<State>
+
+    public init(keys: [String: MerchantKey], behaviour: SimulatorBehaviour = SimulatorBehaviour()) {
+        self.keys = keys
+        self.state = NIOLockedValueBox(State(behaviour: behaviour))
+    }
+
+    public var behaviour: SimulatorBehaviour {
+        get { state.withLockedValue { $0.behaviour } }
+        set { state.withLockedValue { $0.behaviour = newValue } }
+    }
+
+    public func markPaid(_ outTradeNo: String) { state.withLockedValue { $0.tradeStates[outTradeNo] = "SUCCESS" } }
+    public func markClosed(_ outTradeNo: String) { state.withLockedValue { $0.tradeStates[outTradeNo] = "CLOSED" } }
+    public func setFault(_ plan: FaultPlan?, for outTradeNo: String) { state.withLockedValue { $0.faults[outTradeNo] = plan } }
+    public var stats: SimulatorStats {
+        state.withLockedValue { state in
+            var stats = state.stats
+            stats.tradeStates = state.tradeStates
+            return stats
+        }
+    }
+
+    /// Answers one HTTP request.
+    public func reply(method: String, path: String, body: [UInt8]) -> SimulatorReply {
+        let behaviour = state.withLockedValue { state in
+            state.stats.requests += 1
+            return state.behaviour
+        }
+        let delay = behaviour.latencyMilliseconds
+        if method == "GET" && path == "/_sim/stats" {
+            let json = (try? JSONEncoder().encode(stats)).map(Array.init) ?? []
+            return .respond(status: 200, body: json, afterMilliseconds: 0)
+        }
+        let endpoint: Endpoint
+        switch path {
+        case "/pay/closeorder": endpoint = .close
+        case "/pay/orderquery": endpoint = .query
+        default: return .respond(status: 404, body: Array("not found\n".utf8), afterMilliseconds: 0)
+        }
+        guard method == "POST" else { return communicationFailure("请使用post方法", delay) }
+        guard let fields = try? FlatXML.decode(body) else { return communicationFailure("XML格式错误", delay) }
+        guard let mchID = fields["mch_id"], let key = keys[mchID] else {
+            return communicationFailure("mch_id参数格式错误", delay)
+        }
+        guard Signature.isValid(fields, key: key) else {
+            state.withLockedValue { $0.stats.badSignatures += 1 }
+            return communicationFailure("签名错误", delay)
+        }
+        let signType = SignType(rawValue: fields["sign_type"] ?? "MD5") ?? .md5
+        let outTradeNo = fields["out_trade_no"] ?? ""
+        let context = AnswerContext(request: fields, key: key, signType: signType, delay: delay)
+
+        if endpoint == .close { countCall(outTradeNo) }
+        if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
+            return answer(fault, context)
+        }
+        switch endpoint {
+        case .close: return close(outTradeNo, context)
+        case .query: return query(outTradeNo, context)
+        }
+    }
+
+    /// Called by the HTTP layer when it has sent (or given up on) the answer to a close call.
+    public func finished(path: String, body: [UInt8]) {
+        guard path == "/pay/closeorder", let fields = try? FlatXML.decode(body), let number = fields["out_trade_no"] else {
+            return
+        }
+        state.withLockedValue { state in
+            if let count = state.inFlight[number] {
+                state.inFlight[number] = count > 1 ? count - 1 : nil
+            }
+        }
+    }
+
+    enum Endpoint { case close, query }
+
+    struct AnswerContext {
+        let request: [String: String]
+        let key: MerchantKey
+        let signType: SignType
+        let delay: Int
+    }
+
+    private func close(_ outTradeNo: String, _ context: AnswerContext) -> SimulatorReply {
+        let previous: String = state.withLockedValue { state in
+            let current = state.tradeStates[outTradeNo] ?? "NOTPAY"
+            if current == "NOTPAY" { state.tradeStates[outTradeNo] = "CLOSED" }
+            return current
+        }
+        switch previous {
+        case "SUCCESS": return business(errCode: "ORDERPAID", description: "订单已支付", context)
+        case "CLOSED": return business(errCode: "ORDERCLOSED", description: "订单已关闭", context)
+        default: return signed(["result_code": "SUCCESS", "result_msg": "OK"], context)
+        }
+    }
+
+    /// Counts a signed close call and how many calls for the same order are in flight with it.
+    private func countCall(_ outTradeNo: String) {
+        state.withLockedValue { state in
+            state.stats.closeCalls[outTradeNo, default: 0] += 1
+            let inFlight = state.inFlight[outTradeNo, default: 0] + 1
+            state.inFlight[outTradeNo] = inFlight
+            state.stats.maxConcurrentCallsPerOrder = max(state.stats.maxConcurrentCallsPerOrder, inFlight)
+        }
+    }
+
+    private func query(_ outTradeNo: String, _ context: AnswerContext) -> SimulatorReply {
+        let tradeState = state.withLockedValue { $0.tradeStates[outTradeNo] ?? "NOTPAY" }
+        return signed(["result_code": "SUCCESS", "trade_state": tradeState, "out_trade_no": outTradeNo], context)
+    }
+
+    private func takeFault(for outTradeNo: String, behaviour: SimulatorBehaviour) -> SimulatedFault? {
+        let planned: SimulatedFault? = state.withLockedValue { state in
+            guard var plan = state.faults[outTradeNo] else { return nil }
+            if let remaining = plan.remaining {
+                plan.remaining = remaining - 1
+                state.faults[outTradeNo] = remaining > 1 ? plan : nil
+            }
+            return plan.fault
+        }
+        if let planned { return planned }
+        if Double.random(in: 0..<1) < behaviour.timeoutRate { return .hang }
+        if Double.random(in: 0..<1) < behaviour.http500Rate { return .http500 }
+        if Double.random(in: 0..<1) < behaviour.systemErrorRate { return .systemError }
+        return nil
+    }
+
+    private func answer(_ fault: SimulatedFault, _ context: AnswerContext) -> SimulatorReply {
+        let delay = context.delay
+        switch fault {
+        case .systemError: return business(errCode: "SYSTEMERROR", description: "系统错误", context)
+        case .frequencyLimited: return business(errCode: "FREQUENCY_LIMITED", description: "频率限制", context)
+        case .signError: return business(errCode: "SIGNERROR", description: "签名错误", context)
+        case .xmlFormatError: return business(errCode: "XML_FORMAT_ERROR", description: "XML格式错误", context)
+        case .requirePostMethod: return business(errCode: "REQUIRE_POST_METHOD", description: "请使用post方法", context)
+        case .unknownErrCode: return business(errCode: "BRAND_NEW_ERROR", description: "a code no client knows", context)
+        case .returnFail: return communicationFailure("频率限制", delay)
+        case .http500: return .respond(status: 500, body: Array("Internal Server Error".utf8), afterMilliseconds: delay)
+        case .http502: return .respond(status: 502, body: Array("Bad Gateway".utf8), afterMilliseconds: delay)
+        case .http503: return .respond(status: 503, body: Array("Service Unavailable".utf8), afterMilliseconds: delay)
+        case .hang: return .hang
+        case .drop: return .drop(afterMilliseconds: delay)
+        case .truncated:
+            guard case .respond(_, let body, _) = signed(["result_code": "SUCCESS"], context) else { return .hang }
+            return .truncated(body: body, afterMilliseconds: delay)
+        case .forgedSign:
+            var fields = signedFields(["result_code": "SUCCESS"], context)
+            fields["sign"] = String(repeating: "A", count: fields["sign"]?.count ?? 32)
+            return .respond(status: 200, body: Array(FlatXML.encode(fields).utf8), afterMilliseconds: delay)
+        case .forgedPaid:
+            var fields = signedFields(["result_code": "FAIL", "err_code": "ORDERPAID", "err_code_des": "订单已支付"], context)
+            fields["sign"] = String(repeating: "0", count: fields["sign"]?.count ?? 32)
+            return .respond(status: 200, body: Array(FlatXML.encode(fields).utf8), afterMilliseconds: delay)
+        case .unsignedSuccess:
+            var fields = signedFields(["result_code": "SUCCESS"], context)
+            fields["sign"] = nil
+            return .respond(status: 200, body: Array(FlatXML.encode(fields).utf8), afterMilliseconds: delay)
+        case .doctype:
+            let body = """
+                <?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\
+                <xml><return_code>SUCCESS</return_code><result_code>&xxe;</result_code></xml>
+                """
+            return .respond(status: 200, body: Array(body.utf8), afterMilliseconds: delay)
+        case .billionLaughs:
+            var body = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY lol \"lol\">"
+            for level in 1...9 {
+                body += "<!ENTITY lol\(level) \"" + String(repeating: "&lol\(level == 1 ? "" : String(level - 1));", count: 10) + "\">"
+            }
+            body += "]><xml><return_code>&lol9;</return_code></xml>"
+            return .respond(status: 200, body: Array(body.utf8), afterMilliseconds: delay)
+        case .huge:
+            var body = Array("<xml><return_code>SUCCESS</return_code><padding>".utf8)
+            body += [UInt8](repeating: UInt8(ascii: "x"), count: 10 * 1024 * 1024)
+            body += Array("</padding></xml>".utf8)
+            return .respond(status: 200, body: body, afterMilliseconds: delay)
+        case .invalidUTF8:
+            guard case .respond(_, var body, _) = signed(["result_code": "SUCCESS"], context) else { return .hang }
+            body.insert(contentsOf: [0xFF, 0xFE, 0xC0], at: body.count / 2)
+            return .respond(status: 200, body: body, afterMilliseconds: delay)
+        }
+    }
+
+    private func business(errCode: String, description: String, _ context: AnswerContext) -> SimulatorReply {
+        signed(["result_code": "FAIL", "err_code": errCode, "err_code_des": description], context)
+    }
+
+    private func signedFields(_ fields: [String: String], _ context: AnswerContext) -> [String: String] {
+        var answer = fields
+        answer["return_code"] = "SUCCESS"
+        answer["return_msg"] = "OK"
+        answer["appid"] = context.request["appid"]
+        answer["mch_id"] = context.request["mch_id"]
+        if let subMchID = context.request["sub_mch_id"] { answer["sub_mch_id"] = subMchID }
+        if let subAppID = context.request["sub_appid"] { answer["sub_appid"] = subAppID }
+        answer["nonce_str"] = Nonce.make()
+        answer["sign"] = Signature.sign(answer, key: context.key, type: context.signType)
+        return answer
+    }
+
+    private func signed(_ fields: [String: String], _ context: AnswerContext) -> SimulatorReply {
+        .respond(status: 200, body: Array(FlatXML.encode(signedFields(fields, context)).utf8), afterMilliseconds: context.delay)
+    }
+
+    private func communicationFailure(_ message: String, _ delay: Int) -> SimulatorReply {
+        .respond(
+            status: 200, body: Array(FlatXML.encode(["return_code": "FAIL", "return_msg": message]).utf8),
+            afterMilliseconds: delay)
+    }
+}

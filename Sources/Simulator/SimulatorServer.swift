@@ -1,0 +1,162 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Serves a `SimulatedWeChatPay` over HTTP/1.1 with keep-alive.
+///
+/// ```swift
+/// let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
+/// print(server.baseURL)   // http://127.0.0.1:40123
+/// try await server.stop()
+/// ```
+public final class SimulatorServer: Sendable {
+    public let simulator: SimulatedWeChatPay
+    public let host: String
+    public let port: Int
+    let channel: any Channel
+
+    /// Requests larger than this are refused with HTTP 413.
+    static let maximumRequestSize = 1024 * 1024
+
+    private init(simulator: SimulatedWeChatPay, host: String, port: Int, channel: any Channel) {
+        self.simulator = simulator
+        self.host = host
+        self.port = port
+        self.channel = channel
+    }
+
+    /// `http://HOST:PORT`, to use as `api.base_url`.
+    public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Starts listening; `port` 0 picks a free port.
+    public static func start(_ simulator: SimulatedWeChatPay, host: String, port: Int) async throws -> SimulatorServer {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                    channel.pipeline.addHandler(SimulatorHTTPHandler(simulator: simulator))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        let boundPort = channel.localAddress?.port ?? port
+        return SimulatorServer(simulator: simulator, host: host, port: boundPort, channel: channel)
+    }
+
+    /// Stops accepting connections and closes the listening socket.
+    public func stop() async throws {
+        try await channel.close()
+    }
+
+    /// Runs until the listening socket closes.
+    public func waitUntilClosed() async throws {
+        try await channel.closeFuture.get()
+    }
+}
+
+final class SimulatorHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let simulator: SimulatedWeChatPay
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+    var tooLarge = false
+    /// A request whose answer has not been sent yet (its body, for `finished`).
+    var unanswered: (path: String, body: [UInt8])?
+
+    init(simulator: SimulatedWeChatPay) { self.simulator = simulator }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+            tooLarge = false
+        case .body(let buffer):
+            if body.count + buffer.readableBytes > SimulatorServer.maximumRequestSize {
+                tooLarge = true
+            } else {
+                body += buffer.readableBytesView
+            }
+        case .end:
+            guard let head else { return }
+            if tooLarge {
+                send(status: 413, body: Array("request too large".utf8), keepAlive: false, context: context)
+                return
+            }
+            let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+            let reply = simulator.reply(method: head.method.rawValue, path: path, body: body)
+            unanswered = (path, body)
+            let keepAlive = head.isKeepAlive
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            switch reply {
+            case .respond(let status, let body, let delay):
+                after(delay, context) {
+                    let (handler, context) = loopBound.value
+                    handler.send(status: status, body: body, keepAlive: keepAlive, context: context)
+                }
+            case .hang:
+                break
+            case .drop(let delay):
+                after(delay, context) {
+                    let (handler, context) = loopBound.value
+                    handler.markAnswered()
+                    context.close(promise: nil)
+                }
+            case .truncated(let body, let delay):
+                after(delay, context) {
+                    let (handler, context) = loopBound.value
+                    handler.markAnswered()
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
+                    headers.add(name: "Content-Length", value: "\(body.count)")
+                    context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                    let half = context.channel.allocator.buffer(bytes: body.prefix(body.count / 2))
+                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(half)))).whenComplete { _ in
+                        context.close(promise: nil)
+                    }
+                }
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        markAnswered()
+        context.fireChannelInactive()
+    }
+
+    private func after(_ milliseconds: Int, _ context: ChannelHandlerContext, _ work: @escaping @Sendable () -> Void) {
+        if milliseconds <= 0 {
+            work()
+        } else {
+            context.eventLoop.scheduleTask(in: .milliseconds(Int64(milliseconds)), work)
+        }
+    }
+
+    private func markAnswered() {
+        if let unanswered {
+            simulator.finished(path: unanswered.path, body: unanswered.body)
+            self.unanswered = nil
+        }
+    }
+
+    private func send(status: Int, body: [UInt8], keepAlive: Bool, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return markAnswered() }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: status == 200 ? "text/xml; charset=utf-8" : "text/plain")
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        markAnswered()
+        if !keepAlive {
+            done.whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}

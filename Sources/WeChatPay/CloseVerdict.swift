@@ -1,0 +1,104 @@
+/// What one close attempt means for the order.
+public enum CloseOutcome: String, Sendable, Equatable {
+    /// WeChat Pay closed the order, or it was closed already: nobody can pay it now.
+    case closed
+    /// The order was paid: it must never be closed or marked closed.
+    case paid
+    /// The answer was not final (WeChat-side error, transport failure, untrusted body): try again later.
+    case retry
+    /// A configuration or client error that retrying will not fix.
+    case failed
+}
+
+/// The reading of one close attempt: its outcome, WeChat's error fields, and a sentence
+/// an operator can act on.
+public struct CloseVerdict: Sendable, Equatable {
+    public var outcome: CloseOutcome
+    public var errCode: String?
+    public var errCodeDes: String?
+    public var message: String
+
+    public init(outcome: CloseOutcome, errCode: String? = nil, errCodeDes: String? = nil, message: String) {
+        self.outcome = outcome
+        self.errCode = errCode
+        self.errCodeDes = errCodeDes
+        self.message = message
+    }
+
+    /// A failure before any answer arrived: refused, reset, timed out, body too large.
+    public static func transportFailure(_ reason: String) -> CloseVerdict {
+        CloseVerdict(outcome: .retry, message: "no usable answer from WeChat Pay: \(reason)")
+    }
+}
+
+/// Reads WeChat Pay's answer to `/pay/closeorder`.
+public enum CloseOrderResponse {
+    /// Maps an HTTP answer to a verdict. Nothing in the body is believed unless
+    /// `return_code=SUCCESS` and its `sign` verifies with the merchant's key.
+    public static func interpret(status: Int, body: [UInt8], order: OrderIdentity, key: MerchantKey) -> CloseVerdict {
+        guard status == 200 else {
+            return CloseVerdict(outcome: .retry, message: "WeChat Pay answered HTTP \(status); will retry")
+        }
+        let fields: [String: String]
+        do {
+            fields = try FlatXML.decode(body)
+        } catch {
+            return CloseVerdict(outcome: .retry, message: "unreadable answer from WeChat Pay (\(error)); will retry")
+        }
+        guard fields["return_code"] == "SUCCESS" else {
+            let reason = fields["return_msg"].map { ": \($0)" } ?? ""
+            return CloseVerdict(
+                outcome: .retry, errCodeDes: fields["return_msg"],
+                message: "WeChat Pay refused the request (return_code=\(fields["return_code"] ?? "missing"))\(reason); "
+                    + "will retry (if this persists, check the merchant key, sign_type and appid)")
+        }
+        guard Signature.isValid(fields, key: key) else {
+            let what = fields["sign"] == nil ? "carries no sign" : "has a sign that does not verify with the merchant key"
+            return CloseVerdict(outcome: .retry, message: "answer \(what); not believed, will retry")
+        }
+        for (name, expected) in [("mch_id", order.mchID), ("appid", order.appid)] {
+            if let received = fields[name], received != expected {
+                return CloseVerdict(
+                    outcome: .retry, message: "answer is for \(name)=\(received), not \(expected); not believed, will retry")
+            }
+        }
+        return verdict(resultCode: fields["result_code"], errCode: fields["err_code"], errCodeDes: fields["err_code_des"])
+    }
+
+    /// The business meaning of a verified answer, as `../shared/wechatpay-v2-closeorder.md` tabulates it.
+    public static func verdict(resultCode: String?, errCode: String?, errCodeDes: String?) -> CloseVerdict {
+        switch resultCode {
+        case "SUCCESS":
+            return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay")
+        case "FAIL":
+            break
+        default:
+            return CloseVerdict(
+                outcome: .retry, errCode: errCode, errCodeDes: errCodeDes,
+                message: "answer has result_code=\(resultCode ?? "missing"); will retry")
+        }
+        let code = errCode ?? ""
+        let detail = errCodeDes.map { " (\($0))" } ?? ""
+        let make = { (outcome: CloseOutcome, message: String) in
+            CloseVerdict(outcome: outcome, errCode: errCode, errCodeDes: errCodeDes, message: message)
+        }
+        switch code {
+        case "ORDERPAID":
+            return make(.paid, "WeChat Pay says the order is paid (ORDERPAID); it was not closed: reconcile the payment")
+        case "ORDERCLOSED":
+            return make(.closed, "already closed at WeChat Pay (ORDERCLOSED)")
+        case "SYSTEMERROR":
+            return make(.retry, "WeChat Pay had an internal error (SYSTEMERROR)\(detail); will retry")
+        case "FREQUENCY_LIMITED":
+            return make(.retry, "WeChat Pay rate-limited the call (FREQUENCY_LIMITED)\(detail); will retry later")
+        case "SIGNERROR":
+            return make(.failed, "WeChat Pay rejected the signature (SIGNERROR)\(detail): check the merchant key and sign_type")
+        case "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD":
+            return make(.failed, "WeChat Pay rejected the request format (\(code))\(detail): a closeorderd bug, please report it")
+        default:
+            return make(
+                .failed,
+                "WeChat Pay answered err_code=\(code.isEmpty ? "(none)" : code)\(detail); not retried automatically")
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Crypto
+import Foundation
+
+/// The API v2 signature: how requests are signed and responses verified.
+///
+/// 1. Take every parameter except `sign`, drop empty values.
+/// 2. Sort by name in byte order.
+/// 3. Join as `k1=v1&k2=v2`, values raw, and append `&key=` and the merchant key.
+/// 4. MD5, or HMAC-SHA256 keyed with the merchant key, as upper-case hex.
+///
+/// ```swift
+/// let sign = Signature.sign(["appid": "wx…", "mch_id": "10000100"], key: key, type: .hmacSHA256)
+/// ```
+public enum Signature {
+    /// The string that is hashed, without the key; exposed for tests and diagnostics.
+    public static func canonicalString(_ parameters: [String: String]) -> String {
+        parameters
+            .filter { $0.key != "sign" && !$0.value.isEmpty }
+            .sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+            .map { "\($0.key)=\($0.value)" }
+            .joined(separator: "&")
+    }
+
+    /// The upper-case hex signature of `parameters` (any `sign` among them is ignored).
+    public static func sign(_ parameters: [String: String], key: MerchantKey, type: SignType) -> String {
+        var message = Array(canonicalString(parameters).utf8)
+        message += Array("&key=".utf8)
+        message += key.bytes
+        switch type {
+        case .md5:
+            return hex(Insecure.MD5.hash(data: message))
+        case .hmacSHA256:
+            let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key.bytes))
+            return hex(mac)
+        }
+    }
+
+    /// Whether `parameters["sign"]` is the signature of the other parameters.
+    ///
+    /// The algorithm is told by the length of the received sign; the comparison runs in
+    /// constant time. Every received field, known or not, is part of the signed string.
+    public static func isValid(_ parameters: [String: String], key: MerchantKey) -> Bool {
+        guard let received = parameters["sign"], let type = SignType(signatureLength: received.utf8.count) else {
+            return false
+        }
+        let expected = sign(parameters, key: key, type: type)
+        return constantTimeEquals(Array(expected.utf8), Array(received.uppercased().utf8))
+    }
+
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices {
+            difference |= a[index] ^ b[index]
+        }
+        return difference == 0
+    }
+
+    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        let digits = Array("0123456789ABCDEF".utf8)
+        var out = [UInt8]()
+        for byte in digest {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Reaper
+
+@main
+struct Closeorderd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "closeorderd",
+        abstract: "Closes unpaid WeChat Pay orders recorded in a SQLite table, with retry and backoff.",
+        subcommands: [RunCommand.self, MigrateCommand.self, QueryCommand.self, SimulateCommand.self, DemoCommand.self]
+    )
+}
+
+/// `--config` and `--db`, shared by the commands that open the database.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config: String = ConfigurationLoader.defaultPath
+
+    @Option(name: .long, help: "The SQLite database; overrides the configuration's `database`.")
+    var db: String?
+}
+
+/// Exit codes, from sysexits.h where one fits.
+enum ExitCodes {
+    static let configuration: Int32 = 78  // EX_CONFIG
+    static let database: Int32 = 74  // EX_IOERR
+}
+
+/// Prints one line to stderr and exits with `code`.
+func exitWithMessage(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write(Data("closeorderd: \(message)\n".utf8))
+    exit(code)
+}
+
+/// Loads the configuration, or exits with one line naming the key at fault.
+func loadConfiguration(_ options: DatabaseOptions, readKeys: Bool = true) -> DaemonConfiguration {
+    do {
+        return try ConfigurationLoader.load(path: options.config, databaseOverride: options.db, readKeys: readKeys)
+    } catch {
+        exitWithMessage("\(error)", code: ExitCodes.configuration)
+    }
+}
+
+/// Writes to stdout at once (not buffered), so it interleaves correctly with log lines on stderr.
+func output(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+/// Logs to stderr, one line per event; call once per process.
+func bootstrapLogging() -> Logger {
+    LoggingSystem.bootstrap { label in LineLogHandler(label: label) }
+    return Logger(label: "closeorderd")
+}

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OrderStore
+import Reaper
+import Simulator
+import WeChatPay
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "The whole job offline: a simulator, a throwaway database, a dozen orders, the reaper, the result.",
+        discussion: "Nothing leaves this machine; the database is left in a temporary folder to inspect with `query`."
+    )
+
+    /// One order of the demo and what should become of it.
+    struct DemoOrder {
+        let number: String
+        let mchID: String
+        let story: String
+        let columns: String
+        let values: String
+    }
+
+    func run() async throws {
+        let logger = bootstrapLogging()
+        let folder = FileManager.default.temporaryDirectory.appending(path: "closeorderd-demo-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let database = folder.appending(path: "orders.sqlite").path
+        let merchantID = "1900000109"
+        let key = try MerchantKey(Nonce.make())
+
+        let simulator = SimulatedWeChatPay(keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20))
+        simulator.markPaid("DEMO-PAID-AT-WECHAT")
+        simulator.markClosed("DEMO-ALREADY-CLOSED")
+        simulator.setFault(FaultPlan(.systemError, times: 1), for: "DEMO-TRANSIENT-ERROR")
+        simulator.setFault(FaultPlan(.signError), for: "DEMO-SIGNERROR")
+        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
+
+        var api = DaemonConfiguration.API()
+        api.baseURL = server.baseURL
+        api.timeoutSeconds = 2
+        var reaper = DaemonConfiguration.ReaperSettings()
+        reaper.pollIntervalSeconds = 0.2
+        reaper.backoffBaseSeconds = 1
+        reaper.backoffMaxSeconds = 2
+        reaper.leaseSeconds = 10
+        let configuration = DaemonConfiguration(
+            database: database, api: api, reaper: reaper,
+            merchants: [.init(mchID: merchantID, signType: .hmacSHA256, keySource: "(generated for the demo)", key: key)])
+
+        let store = try OrderStore(path: database)
+        try await store.migrate()
+        let orders = Self.orders(merchantID: merchantID)
+        try await store.withWriteTransaction { db in
+            for order in orders {
+                try db.execute(sql: "INSERT INTO orders (\(order.columns)) VALUES (\(order.values))")
+            }
+        }
+        output("demo database: \(database)")
+        output("simulator: \(server.baseURL)\n")
+        var table = TextTable("OUT_TRADE_NO", "WHAT THE DEMO SHOWS")
+        for order in orders { table.add([order.number, order.story]) }
+        output(table.rendered + "\n")
+
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: api.timeoutSeconds, maxConnections: reaper.concurrency)
+        let daemon = Reaper(configuration: configuration, store: store, client: client, logger: logger)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            try await daemon.runOnce()
+            let waiting = try await store.orders(inState: .pending, limit: 100).filter { $0.attempts > 0 }
+            let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: reaper.duePolicy)
+            if waiting.isEmpty && summary.due == 0 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        await client.shutdown()
+        try await server.stop()
+
+        let report = QueryReport(json: false)
+        let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: reaper.duePolicy)
+        output("\n== closeorderd query ==\n" + report.summary(summary))
+        var all: [OrderRecord] = []
+        for state in OrderState.allCases { all += try await store.orders(inState: state, limit: 100) }
+        output("\n== the orders ==\n" + report.list(all.sorted { $0.id < $1.id }))
+        output("\nInspect it yourself: closeorderd query --db \(database) [OUT_TRADE_NO]")
+    }
+
+    static func orders(merchantID: String) -> [DemoOrder] {
+        let app = "'wx8888888888888888'"
+        func due(_ number: String, _ story: String, mch: String = merchantID) -> DemoOrder {
+            DemoOrder(
+                number: number, mchID: mch, story: story, columns: "mch_id, appid, out_trade_no, created_at, expires_at",
+                values: "'\(mch)', \(app), '\(number)', unixepoch() - 1200, unixepoch() - 300")
+        }
+        return [
+            due("DEMO-DUE-0001", "deadline passed 5 min ago: closed"),
+            due("DEMO-DUE-0002", "deadline passed 5 min ago: closed"),
+            due("DEMO-DUE-0003", "deadline passed 5 min ago: closed"),
+            DemoOrder(
+                number: "DEMO-NO-DEADLINE", mchID: merchantID, story: "expires_at NULL, created 3 h ago (payment_timeout 2 h): closed",
+                columns: "mch_id, appid, out_trade_no, created_at", values: "'\(merchantID)', \(app), 'DEMO-NO-DEADLINE', unixepoch() - 10800"),
+            DemoOrder(
+                number: "DEMO-SERVICE-PROVIDER", mchID: merchantID, story: "sub_mch_id and sub_appid sent and signed: closed",
+                columns: "mch_id, appid, out_trade_no, sub_mch_id, sub_appid, created_at, expires_at",
+                values: "'\(merchantID)', \(app), 'DEMO-SERVICE-PROVIDER', '1900000110', 'wx9999999999999999', unixepoch() - 1200, unixepoch() - 60"),
+            due("DEMO-PAID-AT-WECHAT", "paid at WeChat Pay: ORDERPAID, marked paid, never closed"),
+            due("DEMO-ALREADY-CLOSED", "closed at WeChat Pay already: ORDERCLOSED, marked closed"),
+            due("DEMO-TRANSIENT-ERROR", "SYSTEMERROR once: retried after backoff, then closed"),
+            due("DEMO-SIGNERROR", "SIGNERROR: a configuration error, failed at once"),
+            DemoOrder(
+                number: "DEMO-TOO-YOUNG", mchID: merchantID, story: "created 2 min ago, payment failed (expires_at = now): waits for 5 min",
+                columns: "mch_id, appid, out_trade_no, created_at, expires_at",
+                values: "'\(merchantID)', \(app), 'DEMO-TOO-YOUNG', unixepoch() - 120, unixepoch()"),
+            DemoOrder(
+                number: "DEMO-NOT-YET-DUE", mchID: merchantID, story: "deadline in 10 min: left pending",
+                columns: "mch_id, appid, out_trade_no, created_at, expires_at",
+                values: "'\(merchantID)', \(app), 'DEMO-NOT-YET-DUE', unixepoch() - 600, unixepoch() + 600"),
+            DemoOrder(
+                number: "DEMO-APP-SAW-PAYMENT", mchID: merchantID, story: "the app set state = 'paid': never touched",
+                columns: "mch_id, appid, out_trade_no, created_at, expires_at, state",
+                values: "'\(merchantID)', \(app), 'DEMO-APP-SAW-PAYMENT', unixepoch() - 1200, unixepoch() - 300, 'paid'"),
+            due("bad<order>", "out_trade_no with XML metacharacters: failed, never sent"),
+            due("DEMO-UNKNOWN-MERCHANT", "mch_id with no configured key: failed, never sent", mch: "1999999999"),
+        ]
+    }
+}

@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import OrderStore
+import Reaper
+
+struct QueryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Show what closeorderd did: a summary, orders in a state, or one order and its attempts.",
+        discussion: "Read-only: safe to run while the daemon and the app write to the database."
+    )
+
+    @OptionGroup var options: DatabaseOptions
+
+    @Argument(help: "Show this order and its attempt history.")
+    var outTradeNo: String?
+
+    @Option(help: "List orders in this state: pending, closing, closed, paid or failed.")
+    var state: OrderState?
+
+    @Option(help: "At most this many orders with --state.")
+    var limit: Int = 50
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() async throws {
+        // The due summary needs the timing keys; without a config file, --db and the defaults do.
+        var policy = DaemonConfiguration.ReaperSettings().duePolicy
+        let database: String
+        if options.db != nil && !FileManager.default.fileExists(atPath: options.config) {
+            database = options.db ?? ""
+        } else {
+            let configuration = loadConfiguration(options, readKeys: false)
+            database = configuration.database
+            policy = configuration.reaper.duePolicy
+        }
+        let report = QueryReport(json: json)
+        do {
+            let store = try OrderStore.openReadOnly(path: database)
+            let now = Int64(Date().timeIntervalSince1970)
+            if let outTradeNo {
+                let orders = try await store.orders(outTradeNo: outTradeNo)
+                guard !orders.isEmpty else { exitWithMessage("no order with out_trade_no \(outTradeNo) in \(database)", code: 1) }
+                var histories: [[AttemptHistoryRecord]] = []
+                for order in orders { histories.append(try await store.attempts(orderID: order.id)) }
+                output(report.details(orders, histories: histories))
+            } else if let state {
+                output(report.list(try await store.orders(inState: state, limit: limit)))
+            } else {
+                output(report.summary(try await store.summary(now: now, policy: policy)))
+            }
+        } catch {
+            exitWithMessage("\(error)", code: ExitCodes.database)
+        }
+    }
+}
+
+extension OrderState: ExpressibleByArgument {}
+
+/// Renders query results as aligned tables or as JSON.
+struct QueryReport {
+    let json: Bool
+
+    func summary(_ summary: StoreSummary) -> String {
+        if json { return encode(summary) }
+        var states = TextTable("STATE", "ORDERS")
+        for state in OrderState.allCases { states.add([state.rawValue, "\(summary.countsByState[state.rawValue] ?? 0)"]) }
+        var text = states.rendered + "\n\n"
+        if summary.failuresByErrCode.isEmpty {
+            text += "no failed orders\n"
+        } else {
+            var failures = TextTable("FAILED BY ERR_CODE", "ORDERS")
+            for (code, count) in summary.failuresByErrCode.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }) {
+                failures.add([code, "\(count)"])
+            }
+            text += failures.rendered + "\n"
+        }
+        text += "\ndue now: \(summary.due)"
+        if let lateness = summary.oldestDueLatenessSeconds { text += " (oldest due for \(lateness) s)" }
+        return text
+    }
+
+    func list(_ orders: [OrderRecord]) -> String {
+        if json { return encode(orders) }
+        var table = TextTable("OUT_TRADE_NO", "MCH_ID", "STATE", "ATTEMPTS", "ERR_CODE", "UPDATED", "LAST_ERROR")
+        for order in orders {
+            table.add([
+                order.outTradeNo, order.mchID, order.state, "\(order.attempts)", order.errCode ?? "-",
+                Self.time(order.updatedAt), order.lastError ?? "-",
+            ])
+        }
+        return orders.isEmpty ? "no orders" : table.rendered
+    }
+
+    struct OrderDetails: Encodable {
+        let order: OrderRecord
+        let attempts: [AttemptHistoryRecord]
+    }
+
+    func details(_ orders: [OrderRecord], histories: [[AttemptHistoryRecord]]) -> String {
+        if json { return encode(zip(orders, histories).map { OrderDetails(order: $0, attempts: $1) }) }
+        return zip(orders, histories).map { order, attempts in
+            var fields = TextTable("FIELD", "VALUE")
+            let values: [(String, String?)] = [
+                ("out_trade_no", order.outTradeNo), ("mch_id", order.mchID), ("appid", order.appid),
+                ("sub_mch_id", order.subMchID), ("sub_appid", order.subAppID), ("state", order.state),
+                ("attempts", "\(order.attempts)"), ("created_at", Self.time(order.createdAt)),
+                ("expires_at", order.expiresAt.map(Self.time)), ("next_attempt_at", order.nextAttemptAt.map(Self.time)),
+                ("lease_expires_at", order.leaseExpiresAt.map(Self.time)), ("err_code", order.errCode),
+                ("err_code_des", order.errCodeDes), ("last_error", order.lastError),
+                ("closed_at", order.closedAt.map(Self.time)), ("updated_at", Self.time(order.updatedAt)),
+            ]
+            for (name, value) in values { fields.add([name, value ?? "-"]) }
+            var history = TextTable("ATTEMPT", "FINISHED", "OUTCOME", "HTTP", "LATENCY_MS", "ERR_CODE", "MESSAGE")
+            for attempt in attempts {
+                history.add([
+                    "\(attempt.attempt)", Self.time(attempt.finishedAt), attempt.outcome,
+                    attempt.httpStatus.map(String.init) ?? "-", attempt.latencyMilliseconds.map(String.init) ?? "-",
+                    attempt.errCode ?? "-", attempt.message,
+                ])
+            }
+            return fields.rendered + "\n\n" + (attempts.isEmpty ? "no attempts yet" : history.rendered)
+        }.joined(separator: "\n\n")
+    }
+
+    private func encode<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    /// Unix seconds as UTC ISO 8601, e.g. `2026-11-29T10:46:10Z`.
+    static func time(_ seconds: Int64) -> String {
+        Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Reaper
+import Simulator
+import WeChatPay
+
+struct SimulateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Serve a local WeChat Pay v2 stand-in for /pay/closeorder and /pay/orderquery.",
+        discussion: """
+            Checks request signatures with each merchant's key and signs its answers. Orders are \
+            NOTPAY until closed. GET /_sim/stats returns what it has seen, as JSON.
+            Faults for --fault: \(SimulatedFault.allCases.map(\.rawValue).joined(separator: ", ")).
+            """
+    )
+
+    @Option(help: "HOST:PORT to listen on (port 0 picks a free one).")
+    var listen = "127.0.0.1:0"
+
+    @Option(name: .customLong("key"), help: "MCH_ID=KEYFILE: a merchant and the file holding its API v2 key (repeatable).")
+    var keys: [String] = []
+
+    @Option(help: "Delay before every answer, in milliseconds.")
+    var latencyMs = 0
+
+    @Option(help: "Fraction of calls answered with SYSTEMERROR (0 to 1).")
+    var errorRate = 0.0
+
+    @Option(help: "Fraction of calls answered with HTTP 500 (0 to 1).")
+    var http500Rate = 0.0
+
+    @Option(help: "Fraction of calls never answered (0 to 1).")
+    var timeoutRate = 0.0
+
+    @Option(help: "An order number that is already paid (repeatable).")
+    var paid: [String] = []
+
+    @Option(help: "An order number that is already closed (repeatable).")
+    var closed: [String] = []
+
+    @Option(help: "OUT_TRADE_NO=FAULT[:N]: misbehave for this order, on its first N calls or all (repeatable).")
+    var fault: [String] = []
+
+    func run() async throws {
+        var merchantKeys: [String: MerchantKey] = [:]
+        for entry in keys {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--key takes MCH_ID=KEYFILE, got \(entry)") }
+            do {
+                merchantKeys[parts[0]] = try ConfigurationLoader.readKey(at: parts[1], key: "--key \(parts[0])") {
+                    ConfigurationError(key: $0, reason: $1, file: "command line")
+                }
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        guard !merchantKeys.isEmpty else { throw ValidationError("give at least one --key MCH_ID=KEYFILE") }
+        for rate in [errorRate, http500Rate, timeoutRate] where !(0...1).contains(rate) {
+            throw ValidationError("rates are fractions from 0 to 1, got \(rate)")
+        }
+        let hostPort = listen.split(separator: ":", omittingEmptySubsequences: false)
+        guard hostPort.count == 2, let port = Int(hostPort[1]) else { throw ValidationError("--listen takes HOST:PORT") }
+
+        let simulator = SimulatedWeChatPay(
+            keys: merchantKeys,
+            behaviour: SimulatorBehaviour(
+                latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate))
+        paid.forEach(simulator.markPaid)
+        closed.forEach(simulator.markClosed)
+        for entry in fault {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let plan = FaultPlan(parsing: parts[1]) else {
+                throw ValidationError("--fault takes OUT_TRADE_NO=FAULT[:N], got \(entry)")
+            }
+            simulator.setFault(plan, for: parts[0])
+        }
+        let server = try await SimulatorServer.start(simulator, host: String(hostPort[0]), port: port)
+        FileHandle.standardOutput.write(Data("simulator listening on \(server.baseURL)\n".utf8))
+        try await server.waitUntilClosed()
+    }
+}
