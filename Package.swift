@@ -68,11 +68,18 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["WeChatPay", "OrderStore", "Reaper", "Simulator"],
+            dependencies: [
+                "WeChatPay", "OrderStore", "Reaper", "Simulator",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "WeChatPayTests", dependencies: ["WeChatPay"]),
-        .testTarget(name: "OrderStoreTests", dependencies: ["OrderStore", "TestSupport"]),
+        .testTarget(
+            name: "OrderStoreTests",
+            dependencies: ["OrderStore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "ReaperTests",
             dependencies: ["Reaper", "Simulator", "OrderStore", "WeChatPay", "TestSupport"]

@@ -70,10 +70,15 @@ extension OrderStore {
     ) async throws(StoreError) -> [ClaimedOrder] {
         let token = UUID().uuidString
         let leaseExpiresAt = now + leaseSeconds
+        var arguments = Self.dueArguments(now: now, policy: policy)
+        arguments += ["limit": limit]
         return try await run {
-            try await writer.write { db in
-                var arguments = Self.dueArguments(now: now, policy: policy)
-                arguments += ["limit": limit]
+            // An idle poll only reads: no write lock is taken, nothing is written.
+            let anyDue = try await writer.read { [arguments] db in
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (\(Self.dueOrderIDsSQL))", arguments: arguments) ?? false
+            }
+            guard anyDue else { return [] }
+            return try await writer.write { [arguments] db in
                 let rows = try Row.fetchAll(
                     db,
                     sql: """

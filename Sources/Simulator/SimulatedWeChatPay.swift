@@ -23,6 +23,8 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
     public var requests = 0
     /// Requests rejected for a bad or missing signature.
     public var badSignatures = 0
+    /// The fields of the last signed close request per order number, `sign` left out.
+    public var lastCloseRequests: [String: [String: String]] = [:]
     /// The simulated trade state of every order it has seen: NOTPAY, CLOSED or SUCCESS.
     public var tradeStates: [String: String] = [:]
 
@@ -30,6 +32,7 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
         case requests
         case closeCalls = "close_calls", maxConcurrentCallsPerOrder = "max_concurrent_calls_per_order"
         case badSignatures = "bad_signatures", tradeStates = "trade_states"
+        case lastCloseRequests = "last_close_requests"
     }
 }
 
@@ -101,7 +104,7 @@ public final class SimulatedWeChatPay: Sendable {
         let outTradeNo = fields["out_trade_no"] ?? ""
         let context = AnswerContext(request: fields, key: key, signType: signType, delay: delay)
 
-        if endpoint == .close { countCall(outTradeNo) }
+        if endpoint == .close { countCall(outTradeNo, fields: fields) }
         if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
             return answer(fault, context)
         }
@@ -146,8 +149,9 @@ public final class SimulatedWeChatPay: Sendable {
     }
 
     /// Counts a signed close call and how many calls for the same order are in flight with it.
-    private func countCall(_ outTradeNo: String) {
+    private func countCall(_ outTradeNo: String, fields: [String: String]) {
         state.withLockedValue { state in
+            state.stats.lastCloseRequests[outTradeNo] = fields.filter { $0.key != "sign" }
             state.stats.closeCalls[outTradeNo, default: 0] += 1
             let inFlight = state.inFlight[outTradeNo, default: 0] + 1
             state.inFlight[outTradeNo] = inFlight
