@@ -34,19 +34,21 @@ public struct ClaimedOrder: Sendable, Equatable {
 extension OrderStore {
     /// The due-order query: pending orders past their deadline and minimum age whose
     /// backoff has passed, and orders whose lease expired. Each branch reads a partial
-    /// index whose WHERE it repeats literally, so finished rows cost nothing.
+    /// index whose WHERE it repeats literally, so finished rows cost nothing. `INDEXED BY`
+    /// pins the plan: without table statistics SQLite preferred `orders_by_state`, which
+    /// also walks every pending row that is not yet due.
     static let dueOrderIDsSQL = """
-        SELECT id FROM orders
+        SELECT id FROM orders INDEXED BY orders_pending_by_deadline
          WHERE state = 'pending' AND expires_at IS NOT NULL
            AND expires_at <= :now AND created_at <= :ageCutoff
            AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
         UNION ALL
-        SELECT id FROM orders
+        SELECT id FROM orders INDEXED BY orders_pending_by_creation
          WHERE state = 'pending' AND expires_at IS NULL
            AND created_at <= :deadlineCutoff
            AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
         UNION ALL
-        SELECT id FROM orders
+        SELECT id FROM orders INDEXED BY orders_closing_by_lease
          WHERE state = 'closing' AND lease_expires_at <= :now
         """
 

@@ -1,0 +1,83 @@
+import Foundation
+import GRDB
+import OrderStore
+import Testing
+import TestSupport
+
+@Suite struct SchemaTests {
+    @Test func migrateCreatesTheTablesAndRecordsTheVersion() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        let versions = try await database.app.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations") }
+        #expect(versions == [OrderStore.schemaVersion])
+        #expect(try await database.store.migrate() == [], "a current database is left alone")
+        let tables = try await database.app.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
+        #expect(tables.contains("orders") && tables.contains("close_attempts"))
+    }
+
+    @Test func databaseRunsInWALMode() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        let mode = try await database.app.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+
+    @Test func aDatabaseFromANewerVersionIsRefused() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        try await database.app.write { db in
+            try db.execute(sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future', 0)")
+        }
+        let error = await #expect(throws: StoreError.self) { try await database.store.migrate() }
+        #expect(error?.message.contains("newer closeorderd") == true)
+        #expect(throws: StoreError.self) { try OrderStore.openReadOnly(path: database.path) }
+    }
+
+    @Test func theAppsExampleInsertWorksAndDefaultsApply() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        try await database.app.write { db in
+            try db.execute(sql: """
+                INSERT INTO orders (mch_id, appid, out_trade_no, expires_at)
+                VALUES ('1900000109', 'wx8888888888888888', '1217752501201407033233368018', unixepoch() + 900);
+                """)
+        }
+        let order = try #require(try await database.order("1217752501201407033233368018"))
+        let now = Int64(Date().timeIntervalSince1970)
+        #expect(order.state == "pending")
+        #expect(order.attempts == 0)
+        #expect(abs(order.createdAt - now) <= 2)
+        #expect(order.expiresAt.map { $0 - order.createdAt } == 900)
+    }
+
+    @Test func aDuplicateOrderIsRefusedWithAConstraintError() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        try database.insert("DUPLICATE01")
+        #expect(throws: DatabaseError.self) { try database.insert("DUPLICATE01") }
+        try database.insert("DUPLICATE01", subMchID: "1900000110")
+        #expect(throws: DatabaseError.self) { try database.insert("DUPLICATE01", subMchID: "1900000110") }
+        try database.insert("DUPLICATE01", mchID: "1900000111")
+    }
+
+    @Test(arguments: [
+        "INSERT INTO orders (mch_id, appid, out_trade_no, state) VALUES ('1', 'wx', 'BADSTATE01', 'done')",
+        "INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'BADTIME01', '2026-01-01')",
+        "INSERT INTO orders (mch_id, appid, out_trade_no, expires_at) VALUES ('1', 'wx', 'BADTIME02', 1.5)",
+        "INSERT INTO orders (appid, out_trade_no) VALUES ('wx', 'NOMCHID01')",
+        "INSERT INTO orders (mch_id, out_trade_no) VALUES ('1', 'NOAPPID01')",
+    ])
+    func rowsThatBreakTheContractAreRefusedAtInsert(sql: String) async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        #expect(throws: DatabaseError.self) { try database.app.write { db in try db.execute(sql: sql) } }
+    }
+
+    @Test func aFreshDatabaseNeedsNoFilesBesideTheBinary() async throws {
+        // The migrations are compiled in: a store in an empty folder migrates with nothing else present.
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let store = try OrderStore(path: folder.path("fresh.sqlite"))
+        #expect(try await store.migrate() == [OrderStore.schemaVersion])
+    }
+}
