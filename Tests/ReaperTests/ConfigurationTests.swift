@@ -1,0 +1,101 @@
+import Foundation
+import Reaper
+import Testing
+import TestSupport
+
+@Suite struct ConfigurationTests {
+    func load(_ yaml: String, keyText: String = Fixtures.keyText) throws(ConfigurationError) -> DaemonConfiguration {
+        let folder = try! TemporaryDirectory()
+        defer { folder.remove() }
+        try! folder.write("key", keyText + "\n")
+        let file = try! folder.write("config.yaml", yaml)
+        return try ConfigurationLoader.load(path: file)
+    }
+
+    let minimal = """
+        database: /tmp/orders.sqlite
+        merchants:
+          - mch_id: "1900000109"
+            key_file: key
+        """
+
+    @Test func theMinimalConfigurationGetsTheDocumentedDefaults() throws {
+        let configuration = try load(minimal)
+        #expect(configuration.api.baseURL == "https://api.mch.weixin.qq.com")
+        #expect(configuration.api.timeoutSeconds == 10)
+        let reaper = configuration.reaper
+        #expect(reaper.pollIntervalSeconds == 5)
+        #expect(reaper.concurrency == 16)
+        #expect(reaper.batchSize == 256)
+        #expect(reaper.minOrderAgeSeconds == 300)
+        #expect(reaper.paymentTimeoutSeconds == 7200)
+        #expect(reaper.maxAttempts == 10)
+        #expect(reaper.backoffBaseSeconds == 30)
+        #expect(reaper.backoffMaxSeconds == 3600)
+        #expect(reaper.leaseSeconds == 120)
+        #expect(configuration.merchants.first?.mchID == "1900000109")
+        #expect(configuration.merchants.first?.signType == .hmacSHA256)
+    }
+
+    @Test(arguments: [
+        ("reaper:\n  concurrancy: 4\n", "reaper.concurrancy", "unknown key"),
+        ("reaper:\n  min_order_age_seconds: 299\n", "reaper.min_order_age_seconds", "at least 300"),
+        ("reaper:\n  concurrency: lots\n", "reaper.concurrency", "whole number"),
+        ("reaper:\n  concurrency: 0\n", "reaper.concurrency", "whole number"),
+        ("reaper:\n  backoff_base_seconds: 100\n  backoff_max_seconds: 10\n", "reaper.backoff_max_seconds", "at least"),
+        ("reaper:\n  lease_seconds: 5\n", "reaper.lease_seconds", "exceed api.timeout_seconds"),
+        ("api:\n  base_url: ftp://example\n", "api.base_url", "http"),
+        ("api:\n  timeout_seconds: -1\n", "api.timeout_seconds", "number"),
+        ("colour: blue\n", "colour", "unknown key"),
+    ])
+    func aBadValueIsRefusedNamingItsKey(extra: String, key: String, reason: String) {
+        let error = #expect(throws: ConfigurationError.self) { try load(minimal + "\n" + extra) }
+        #expect(error?.key == key)
+        #expect(error?.description.contains(reason) == true, "\(error?.description ?? "")")
+    }
+
+    @Test func databaseAndMerchantsAreRequired() {
+        #expect((#expect(throws: ConfigurationError.self) { try load("merchants:\n  - mch_id: \"1\"\n    key_file: key\n") })?.key == "database")
+        #expect((#expect(throws: ConfigurationError.self) { try load("database: /tmp/x.sqlite\n") })?.key == "merchants")
+    }
+
+    @Test func aKeyOfTheWrongLengthIsRefusedWithoutQuotingIt() {
+        let error = #expect(throws: ConfigurationError.self) { try load(minimal, keyText: "short-secret-key-value") }
+        #expect(error?.key == "merchants[0].key_file")
+        #expect(error?.description.contains("32 characters") == true)
+        #expect(error?.description.contains("short-secret-key-value") == false)
+    }
+
+    @Test func anUnreadableKeyFileIsNamed() {
+        let yaml = minimal.replacingOccurrences(of: "key_file: key", with: "key_file: /nonexistent/key")
+        let error = #expect(throws: ConfigurationError.self) { try load(yaml) }
+        #expect(error?.key == "merchants[0].key_file")
+        #expect(error?.description.contains("/nonexistent/key") == true)
+    }
+
+    @Test func anUnknownSignTypeIsRefused() {
+        let yaml = minimal + "\n    sign_type: SHA1\n"
+        #expect((#expect(throws: ConfigurationError.self) { try load(yaml) })?.key == "merchants[0].sign_type")
+    }
+
+    @Test func theSummaryNeverContainsTheKey() throws {
+        let configuration = try load(minimal)
+        #expect(!configuration.summaryWithoutSecrets.contains(Fixtures.keyText))
+        #expect(!"\(configuration.merchants)".contains(Fixtures.keyText))
+    }
+}
+
+@Suite struct BackoffTests {
+    @Test func theCapDoublesUpToTheMaximum() {
+        let backoff = Backoff(baseSeconds: 30, maxSeconds: 3600)
+        #expect([1, 2, 3, 4, 8, 60].map(backoff.cap(afterAttempt:)) == [30, 60, 120, 240, 3600, 3600])
+    }
+
+    @Test func waitsAreJitteredWithinTheCap() {
+        let backoff = Backoff(baseSeconds: 30, maxSeconds: 3600)
+        var random = SystemRandomNumberGenerator()
+        let waits = (0..<200).map { _ in backoff.nextAttempt(afterAttempt: 3, now: 1000, using: &random) - 1000 }
+        #expect(waits.allSatisfy { (1...120).contains($0) })
+        #expect(Set(waits).count > 20, "full jitter spreads retries out")
+    }
+}

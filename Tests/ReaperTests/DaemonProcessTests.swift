@@ -1,0 +1,239 @@
+import Foundation
+import GRDB
+import OrderStore
+import Simulator
+import Testing
+import TestSupport
+
+/// The real `closeorderd` binary, run as a process against a simulator on loopback.
+@Suite(.serialized) struct DaemonProcessTests {
+    /// A database, a simulator, a key file and a config file, as an operator would set them up.
+    struct Setup {
+        let database: TestDatabase
+        let simulator: TestSimulator
+        let configFile: String
+
+        static func make(behaviour: SimulatorBehaviour = SimulatorBehaviour(), extraReaper: String = "") async throws -> Setup {
+            let database = try await TestDatabase.make()
+            let simulator = try await TestSimulator.start(behaviour: behaviour)
+            let keyFile = try database.directory.write("merchant.key", Fixtures.keyText + "\n")
+            let configFile = try database.directory.write(
+                "config.yaml",
+                Fixtures.yaml(database: database.path, baseURL: simulator.baseURL, keyFile: keyFile, extraReaper: extraReaper))
+            return Setup(database: database, simulator: simulator, configFile: configFile)
+        }
+
+        func daemon(_ arguments: [String] = []) throws -> DaemonProcess {
+            try DaemonProcess(["run", "--config", configFile] + arguments, in: database.directory)
+        }
+
+        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await DaemonProcess.run(arguments, in: database.directory)
+        }
+
+        func count(_ state: String) throws -> Int {
+            try database.app.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM orders WHERE state = ?", arguments: [state]) ?? 0 }
+        }
+
+        func tearDown() async {
+            await simulator.stop()
+            database.remove()
+        }
+    }
+
+    @Test func sigtermDuringInFlightCallsRecordsThemAndExitsZero() async throws {
+        let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 1500))
+        defer { Task { await setup.tearDown() } }
+        for index in 0..<8 { try setup.database.insert("INFLIGHT\(1000 + index)") }
+        let daemon = try setup.daemon()
+        try await DaemonProcess.waitUntil(timeout: 20, "calls are in flight") {
+            setup.simulator.simulator.stats.closeCalls.count == 8
+        }
+        #expect(try setup.count("closing") == 8)
+        daemon.signal(SIGTERM)
+        let status = try await daemon.waitForExit(timeout: 20)
+        #expect(status == 0, "\(daemon.stderr)")
+        #expect(try setup.count("closed") == 8, "every in-flight call was recorded before exit")
+        #expect(try setup.count("closing") == 0)
+        #expect(daemon.stderr.contains("stopped"))
+    }
+
+    @Test func twoDaemonsNeverCallForTheSameOrderAtOnce() async throws {
+        let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 30))
+        defer { Task { await setup.tearDown() } }
+        try await setup.database.app.write { db in
+            for index in 0..<300 {
+                try db.execute(
+                    sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (?, ?, ?, unixepoch() - 900, unixepoch() - 1)",
+                    arguments: [Fixtures.mchID, Fixtures.appid, "TWODAEMONS\(10_000 + index)"])
+            }
+        }
+        let first = try setup.daemon()
+        let second = try setup.daemon()
+        try await DaemonProcess.waitUntil(timeout: 60, "every order is closed") { try setup.count("closed") == 300 }
+        first.signal(SIGTERM)
+        second.signal(SIGTERM)
+        #expect(try await first.waitForExit(timeout: 20) == 0)
+        #expect(try await second.waitForExit(timeout: 20) == 0)
+        let stats = setup.simulator.simulator.stats
+        #expect(stats.maxConcurrentCallsPerOrder == 1)
+        #expect(stats.closeCalls.count == 300)
+        #expect(stats.closeCalls.values.allSatisfy { $0 == 1 }, "no lease expired, so no order was called twice")
+        #expect(first.stderr.contains("out_trade_no=TWODAEMONS") && second.stderr.contains("out_trade_no=TWODAEMONS"), "both did work")
+    }
+
+    @Test func theAppCanInsertWhileTheDaemonRuns() async throws {
+        let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 5))
+        defer { Task { await setup.tearDown() } }
+        let daemon = try setup.daemon()
+        // The app: its own connection, small transactions, as fast as it can for two seconds.
+        var inserted = 0
+        var errors: [String] = []
+        let until = Date().addingTimeInterval(2)
+        while Date() < until {
+            do {
+                let first = inserted
+                try await setup.database.app.write { db in
+                    for index in first..<(first + 5) {
+                        try db.execute(
+                            sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (?, ?, ?, unixepoch() - 900, unixepoch())",
+                            arguments: [Fixtures.mchID, Fixtures.appid, "APPINSERT\(100_000 + index)"])
+                    }
+                }
+                inserted += 5
+            } catch {
+                errors.append("\(error)")
+            }
+        }
+        try await DaemonProcess.waitUntil(timeout: 60, "the backlog drains") { try setup.count("closed") == inserted }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: 20) == 0)
+        #expect(errors.isEmpty, "the app saw: \(errors.prefix(3))")
+        #expect(inserted > 100)
+        #expect(!daemon.stderr.contains("locked"), "\(daemon.stderr.suffix(2000))")
+    }
+
+    @Test func theMerchantKeyNeverAppearsInLogsRowsOrQueryOutput() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        try setup.database.insert("SECRETTEST1")
+        try setup.database.insert("SECRETTEST2")
+        try setup.database.insert("bad<order>")
+        setup.simulator.simulator.setFault(FaultPlan(.signError), for: "SECRETTEST2")
+        let daemon = try setup.daemon(["--once"])
+        #expect(try await daemon.waitForExit(timeout: 30) == 0)
+        var everything = daemon.stdout + daemon.stderr
+        for arguments in [[], ["--json"], ["--state", "failed"], ["SECRETTEST2"], ["SECRETTEST2", "--json"]] {
+            let query = try await setup.run(["query", "--config", setup.configFile] + arguments)
+            #expect(query.status == 0, "\(query.stderr)")
+            everything += query.stdout + query.stderr
+        }
+        #expect(everything.contains("SIGNERROR"), "the outputs were read")
+        #expect(!everything.contains(Fixtures.keyText))
+        try await setup.database.app.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        let file = try Data(contentsOf: URL(fileURLWithPath: setup.database.path))
+        #expect(file.range(of: Data(Fixtures.keyText.utf8)) == nil, "the key is not in the database file")
+        #expect(file.range(of: Data("SECRETTEST1".utf8)) != nil, "the file was read")
+    }
+
+    @Test func queryShowsTheSummaryAListAndOneOrderWithItsHistory() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        try setup.database.insert("QUERYCLOSE1")
+        try setup.database.insert("QUERYPAID01")
+        try setup.database.insert("QUERYLATER1", expiresIn: 600)
+        setup.simulator.simulator.markPaid("QUERYPAID01")
+        #expect(try await setup.daemon(["--once"]).waitForExit(timeout: 30) == 0)
+
+        let summary = try await setup.run(["query", "--config", setup.configFile])
+        #expect(summary.stdout.contains("closed   1"))
+        #expect(summary.stdout.contains("paid     1"))
+        #expect(summary.stdout.contains("pending  1"))
+        #expect(summary.stdout.contains("due now: 0"))
+
+        let json = try await setup.run(["query", "--db", setup.database.path, "--json"])
+        let decoded = try JSONDecoder().decode(StoreSummary.self, from: Data(json.stdout.utf8))
+        #expect(decoded.countsByState["closed"] == 1)
+
+        let list = try await setup.run(["query", "--db", setup.database.path, "--state", "paid"])
+        #expect(list.stdout.contains("QUERYPAID01"))
+        #expect(list.stdout.contains("ORDERPAID"))
+        #expect(!list.stdout.contains("QUERYCLOSE1"))
+
+        let one = try await setup.run(["query", "--db", setup.database.path, "QUERYCLOSE1"])
+        #expect(one.stdout.contains("state             closed"))
+        #expect(one.stdout.contains("closed by WeChat Pay"))
+
+        let missing = try await setup.run(["query", "--db", setup.database.path, "NOSUCHORDER"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("no order with out_trade_no NOSUCHORDER"))
+    }
+
+    @Test func aBadConfigurationExitsNonZeroNamingTheKey() async throws {
+        let setup = try await Setup.make(extraReaper: "  min_order_age_seconds: 60")
+        defer { Task { await setup.tearDown() } }
+        let result = try await setup.run(["run", "--config", setup.configFile, "--once"])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("reaper.min_order_age_seconds"))
+        #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
+    }
+
+    @Test func aDatabaseFromANewerVersionIsRefusedByRun() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        try await setup.database.app.write { db in
+            try db.execute(sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future', 0)")
+        }
+        let result = try await setup.run(["run", "--config", setup.configFile, "--once"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("newer closeorderd"))
+    }
+
+    @Test func aBinaryCopiedAloneCreatesAFreshDatabase() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let copy = folder.url.appending(path: "closeorderd")
+        try FileManager.default.copyItem(at: DaemonProcess.binary, to: copy)
+        let process = Process()
+        process.executableURL = copy
+        process.arguments = ["migrate", "--db", folder.path("fresh.sqlite")]
+        process.currentDirectoryURL = folder.url
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let store = try OrderStore.openReadOnly(path: folder.path("fresh.sqlite"))
+        #expect(try await store.orders(inState: .pending, limit: 1).isEmpty)
+    }
+
+    @Test func theSimulateCommandServesSignedAnswers() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        let keyFile = setup.database.directory.path("merchant.key")
+        let simulator = try DaemonProcess(
+            ["simulate", "--listen", "127.0.0.1:0", "--key", "\(Fixtures.mchID)=\(keyFile)", "--paid", "SIMPAID0001"],
+            in: setup.database.directory)
+        defer { simulator.signal(SIGKILL) }
+        try await DaemonProcess.waitUntil(timeout: 20, "the simulator prints its address") {
+            simulator.stdout.contains("listening on")
+        }
+        let baseURL = try #require(simulator.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
+        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            .replacingOccurrences(of: setup.simulator.baseURL, with: baseURL)
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        try setup.database.insert("SIMCLOSE001")
+        try setup.database.insert("SIMPAID0001")
+        #expect(try await setup.daemon(["--once"]).waitForExit(timeout: 30) == 0)
+        #expect(try await setup.database.order("SIMCLOSE001")?.state == "closed")
+        #expect(try await setup.database.order("SIMPAID0001")?.state == "paid")
+    }
+
+    @Test func theDemoRunsOfflineAndShowsEveryKindOfOutcome() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let demo = try await DaemonProcess.run(["demo"], in: folder)
+        #expect(demo.status == 0, "\(demo.stderr)")
+        for expected in ["closed   7", "paid     2", "failed   3", "pending  2", "SIGNERROR", "ORDERPAID", "found '<'"] {
+            #expect(demo.stdout.contains(expected), "demo output lacks \(expected)")
+        }
+    }
+}
