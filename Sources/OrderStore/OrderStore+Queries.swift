@@ -22,10 +22,19 @@ public struct OrderRecord: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case id, appid, state, attempts
-        case mchID = "mch_id", outTradeNo = "out_trade_no", subMchID = "sub_mch_id", subAppID = "sub_appid"
-        case createdAt = "created_at", expiresAt = "expires_at", nextAttemptAt = "next_attempt_at"
-        case leaseExpiresAt = "lease_expires_at", errCode = "err_code", errCodeDes = "err_code_des"
-        case lastError = "last_error", closedAt = "closed_at", updatedAt = "updated_at"
+        case mchID = "mch_id"
+        case outTradeNo = "out_trade_no"
+        case subMchID = "sub_mch_id"
+        case subAppID = "sub_appid"
+        case createdAt = "created_at"
+        case expiresAt = "expires_at"
+        case nextAttemptAt = "next_attempt_at"
+        case leaseExpiresAt = "lease_expires_at"
+        case errCode = "err_code"
+        case errCodeDes = "err_code_des"
+        case lastError = "last_error"
+        case closedAt = "closed_at"
+        case updatedAt = "updated_at"
     }
 
     init(row: Row) {
@@ -63,8 +72,12 @@ public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case attempt, outcome, message
-        case startedAt = "started_at", finishedAt = "finished_at", latencyMilliseconds = "latency_ms"
-        case httpStatus = "http_status", errCode = "err_code", errCodeDes = "err_code_des"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case latencyMilliseconds = "latency_ms"
+        case httpStatus = "http_status"
+        case errCode = "err_code"
+        case errCodeDes = "err_code_des"
     }
 }
 
@@ -81,7 +94,8 @@ public struct StoreSummary: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case due
-        case countsByState = "counts_by_state", failuresByErrCode = "failures_by_err_code"
+        case countsByState = "counts_by_state"
+        case failuresByErrCode = "failures_by_err_code"
         case oldestDueLatenessSeconds = "oldest_due_lateness_seconds"
     }
 }
@@ -175,7 +189,9 @@ extension OrderStore {
     }
 
     /// Runs `body` in a write transaction. For tests and tools that stage rows the way the app would.
-    public func withWriteTransaction<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws(StoreError) -> T {
+    public func withWriteTransaction<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws(StoreError)
+        -> T
+    {
         try await run { try await writer.write(body) }
     }
 }

@@ -99,7 +99,8 @@ public struct Reaper: Service {
             let result = await client.close(identity, key: merchant.key, signType: merchant.signType)
             apply(result, to: &record, attempt: order.attempt)
         } else {
-            record.message = "not sent: no key is configured for mch_id \(order.mchID): add it under merchants in the configuration"
+            record.message =
+                "not sent: no key is configured for mch_id \(order.mchID): add it under merchants in the configuration"
         }
         record.finishedAt = clock()
         await write(record, order: order)

@@ -30,8 +30,10 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case requests
-        case closeCalls = "close_calls", maxConcurrentCallsPerOrder = "max_concurrent_calls_per_order"
-        case badSignatures = "bad_signatures", tradeStates = "trade_states"
+        case closeCalls = "close_calls"
+        case maxConcurrentCallsPerOrder = "max_concurrent_calls_per_order"
+        case badSignatures = "bad_signatures"
+        case tradeStates = "trade_states"
         case lastCloseRequests = "last_close_requests"
     }
 }
@@ -219,7 +221,9 @@ public final class SimulatedWeChatPay: Sendable {
         case .billionLaughs:
             var body = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY lol \"lol\">"
             for level in 1...9 {
-                body += "<!ENTITY lol\(level) \"" + String(repeating: "&lol\(level == 1 ? "" : String(level - 1));", count: 10) + "\">"
+                body +=
+                    "<!ENTITY lol\(level) \"" + String(repeating: "&lol\(level == 1 ? "" : String(level - 1));", count: 10)
+                    + "\">"
             }
             body += "]><xml><return_code>&lol9;</return_code></xml>"
             return .respond(status: 200, body: Array(body.utf8), afterMilliseconds: delay)

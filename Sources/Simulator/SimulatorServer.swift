@@ -114,7 +114,9 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
                     headers.add(name: "Content-Length", value: "\(body.count)")
-                    context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                    context.write(
+                        handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                        promise: nil)
                     let half = context.channel.allocator.buffer(bytes: body.prefix(body.count / 2))
                     context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(half)))).whenComplete { _ in
                         context.close(promise: nil)

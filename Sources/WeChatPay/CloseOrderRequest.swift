@@ -41,7 +41,8 @@ public struct OrderIdentity: Sendable, Equatable {
         for (name, value) in [("appid", appid), ("mch_id", mchID)] {
             if value.isEmpty { return "\(name) is empty" }
         }
-        for (name, value) in [("appid", appid), ("mch_id", mchID), ("sub_appid", subAppID ?? ""), ("sub_mch_id", subMchID ?? "")] {
+        for (name, value) in [("appid", appid), ("mch_id", mchID), ("sub_appid", subAppID ?? ""), ("sub_mch_id", subMchID ?? "")]
+        {
             if value.utf8.count > 32 { return "\(name) is longer than 32 characters" }
             if !value.utf8.allSatisfy({ Self.isAllowedOrderNumberCharacter($0) }) {
                 return "\(name) may hold only letters, digits, _ - | * @"

@@ -63,7 +63,8 @@ struct DemoCommand: AsyncParsableCommand {
         for order in orders { table.add([order.number, order.story]) }
         output(table.rendered + "\n")
 
-        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: api.timeoutSeconds, maxConnections: reaper.concurrency)
+        let client = WeChatPayClient(
+            baseURL: server.baseURL, timeoutSeconds: api.timeoutSeconds, maxConnections: reaper.concurrency)
         let daemon = Reaper(configuration: configuration, store: store, client: client, logger: logger)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
@@ -97,18 +98,23 @@ struct DemoCommand: AsyncParsableCommand {
             due("DEMO-DUE-0002", "deadline passed 5 min ago: closed"),
             due("DEMO-DUE-0003", "deadline passed 5 min ago: closed"),
             DemoOrder(
-                number: "DEMO-NO-DEADLINE", mchID: merchantID, story: "expires_at NULL, created 3 h ago (payment_timeout 2 h): closed",
-                columns: "mch_id, appid, out_trade_no, created_at", values: "'\(merchantID)', \(app), 'DEMO-NO-DEADLINE', unixepoch() - 10800"),
+                number: "DEMO-NO-DEADLINE", mchID: merchantID,
+                story: "expires_at NULL, created 3 h ago (payment_timeout 2 h): closed",
+                columns: "mch_id, appid, out_trade_no, created_at",
+                values: "'\(merchantID)', \(app), 'DEMO-NO-DEADLINE', unixepoch() - 10800"),
             DemoOrder(
                 number: "DEMO-SERVICE-PROVIDER", mchID: merchantID, story: "sub_mch_id and sub_appid sent and signed: closed",
                 columns: "mch_id, appid, out_trade_no, sub_mch_id, sub_appid, created_at, expires_at",
-                values: "'\(merchantID)', \(app), 'DEMO-SERVICE-PROVIDER', '1900000110', 'wx9999999999999999', unixepoch() - 1200, unixepoch() - 60"),
+                values:
+                    "'\(merchantID)', \(app), 'DEMO-SERVICE-PROVIDER', '1900000110', 'wx9999999999999999', unixepoch() - 1200, unixepoch() - 60"
+            ),
             due("DEMO-PAID-AT-WECHAT", "paid at WeChat Pay: ORDERPAID, marked paid, never closed"),
             due("DEMO-ALREADY-CLOSED", "closed at WeChat Pay already: ORDERCLOSED, marked closed"),
             due("DEMO-TRANSIENT-ERROR", "SYSTEMERROR once: retried after backoff, then closed"),
             due("DEMO-SIGNERROR", "SIGNERROR: a configuration error, failed at once"),
             DemoOrder(
-                number: "DEMO-TOO-YOUNG", mchID: merchantID, story: "created 2 min ago, payment failed (expires_at = now): waits for 5 min",
+                number: "DEMO-TOO-YOUNG", mchID: merchantID,
+                story: "created 2 min ago, payment failed (expires_at = now): waits for 5 min",
                 columns: "mch_id, appid, out_trade_no, created_at, expires_at",
                 values: "'\(merchantID)', \(app), 'DEMO-TOO-YOUNG', unixepoch() - 120, unixepoch()"),
             DemoOrder(

@@ -71,7 +71,9 @@ struct QueryReport {
             text += "no failed orders\n"
         } else {
             var failures = TextTable("FAILED BY ERR_CODE", "ORDERS")
-            for (code, count) in summary.failuresByErrCode.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }) {
+            for (code, count) in summary.failuresByErrCode.sorted(by: {
+                $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key)
+            }) {
                 failures.add([code, "\(count)"])
             }
             text += failures.rendered + "\n"

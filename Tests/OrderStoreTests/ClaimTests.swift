@@ -1,14 +1,16 @@
 import Foundation
 import GRDB
 import OrderStore
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ClaimTests {
     let policy = DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200)
     var now: Int64 { Int64(Date().timeIntervalSince1970) }
 
-    func claim(_ database: TestDatabase, at time: Int64? = nil, limit: Int = 100, maxAttempts: Int = 10) async throws -> [ClaimedOrder] {
+    func claim(_ database: TestDatabase, at time: Int64? = nil, limit: Int = 100, maxAttempts: Int = 10) async throws
+        -> [ClaimedOrder]
+    {
         try await database.store.claimDue(
             now: time ?? now, policy: policy, limit: limit, leaseSeconds: 60, maxAttempts: maxAttempts)
     }
@@ -61,11 +63,16 @@ import TestSupport
         // The row a process leaves when it dies mid-call.
         try database.insert("CRASHED001")
         try await database.app.write { db in
-            try db.execute(sql: "UPDATE orders SET state = 'closing', attempts = 1, lease_token = 'dead', lease_expires_at = unixepoch() - 1")
+            try db.execute(
+                sql: "UPDATE orders SET state = 'closing', attempts = 1, lease_token = 'dead', lease_expires_at = unixepoch() - 1"
+            )
         }
         try database.insert("LIVELEASE1")
         try await database.app.write { db in
-            try db.execute(sql: "UPDATE orders SET state = 'closing', attempts = 1, lease_token = 'alive', lease_expires_at = unixepoch() + 60 WHERE out_trade_no = 'LIVELEASE1'")
+            try db.execute(
+                sql:
+                    "UPDATE orders SET state = 'closing', attempts = 1, lease_token = 'alive', lease_expires_at = unixepoch() + 60 WHERE out_trade_no = 'LIVELEASE1'"
+            )
         }
         let claimed = try await claim(database)
         #expect(claimed.map(\.outTradeNo) == ["CRASHED001"])
@@ -79,7 +86,9 @@ import TestSupport
         defer { database.remove() }
         try database.insert("SPENT00001")
         try await database.app.write { db in
-            try db.execute(sql: "UPDATE orders SET state = 'closing', attempts = 3, lease_token = 'dead', lease_expires_at = unixepoch() - 1")
+            try db.execute(
+                sql: "UPDATE orders SET state = 'closing', attempts = 3, lease_token = 'dead', lease_expires_at = unixepoch() - 1"
+            )
         }
         #expect(try await claim(database, maxAttempts: 3).isEmpty)
         let row = try #require(try await database.order("SPENT00001"))
@@ -162,7 +171,9 @@ import TestSupport
         try database.insert("RACE000001")
         let order = try await claimOne(database)
         // The app learns of the payment while the close call is in flight.
-        try await database.app.write { db in try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'RACE000001'") }
+        try await database.app.write { db in
+            try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'RACE000001'")
+        }
         let result = try await database.store.record([record(order, .closed, outcome: "closed")])
         #expect(result == [.superseded(currentState: .paid)])
         #expect(try await database.order("RACE000001")?.state == "paid")
@@ -179,7 +190,8 @@ import TestSupport
         try await database.app.write { db in try db.execute(sql: "UPDATE orders SET lease_expires_at = unixepoch() - 1") }
         let second = try await claimOne(database)
         #expect(second.leaseToken != first.leaseToken)
-        #expect(try await database.store.record([record(first, .failed, outcome: "failed")]) == [.superseded(currentState: .closing)])
+        #expect(
+            try await database.store.record([record(first, .failed, outcome: "failed")]) == [.superseded(currentState: .closing)])
         #expect(try await database.store.record([record(second, .closed, outcome: "closed")]) == [.applied])
         #expect(try await database.order("STALE00001")?.state == "closed")
     }

@@ -1,8 +1,8 @@
 import Foundation
 import GRDB
 import OrderStore
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct SchemaTests {
     @Test func migrateCreatesTheTablesAndRecordsTheVersion() async throws {
@@ -11,7 +11,9 @@ import TestSupport
         let versions = try await database.app.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations") }
         #expect(versions == [OrderStore.schemaVersion])
         #expect(try await database.store.migrate() == [], "a current database is left alone")
-        let tables = try await database.app.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
+        let tables = try await database.app.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        }
         #expect(tables.contains("orders") && tables.contains("close_attempts"))
     }
 
@@ -37,10 +39,11 @@ import TestSupport
         let database = try await TestDatabase.make()
         defer { database.remove() }
         try await database.app.write { db in
-            try db.execute(sql: """
-                INSERT INTO orders (mch_id, appid, out_trade_no, expires_at)
-                VALUES ('1900000109', 'wx8888888888888888', '1217752501201407033233368018', unixepoch() + 900);
-                """)
+            try db.execute(
+                sql: """
+                    INSERT INTO orders (mch_id, appid, out_trade_no, expires_at)
+                    VALUES ('1900000109', 'wx8888888888888888', '1217752501201407033233368018', unixepoch() + 900);
+                    """)
         }
         let order = try #require(try await database.order("1217752501201407033233368018"))
         let now = Int64(Date().timeIntervalSince1970)

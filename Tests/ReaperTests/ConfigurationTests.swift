@@ -1,7 +1,7 @@
 import Foundation
 import Reaper
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ConfigurationTests {
     func load(_ yaml: String, keyText: String = Fixtures.keyText) throws(ConfigurationError) -> DaemonConfiguration {
@@ -55,7 +55,9 @@ import TestSupport
     }
 
     @Test func databaseAndMerchantsAreRequired() {
-        #expect((#expect(throws: ConfigurationError.self) { try load("merchants:\n  - mch_id: \"1\"\n    key_file: key\n") })?.key == "database")
+        #expect(
+            (#expect(throws: ConfigurationError.self) { try load("merchants:\n  - mch_id: \"1\"\n    key_file: key\n") })?.key
+                == "database")
         #expect((#expect(throws: ConfigurationError.self) { try load("database: /tmp/x.sqlite\n") })?.key == "merchants")
     }
 

@@ -2,8 +2,8 @@ import Foundation
 import GRDB
 import OrderStore
 import Simulator
-import Testing
 import TestSupport
+import Testing
 
 /// The real `closeorderd` binary, run as a process against a simulator on loopback.
 @Suite(.serialized) struct DaemonProcessTests {
@@ -32,7 +32,9 @@ import TestSupport
         }
 
         func count(_ state: String) throws -> Int {
-            try database.app.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM orders WHERE state = ?", arguments: [state]) ?? 0 }
+            try database.app.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM orders WHERE state = ?", arguments: [state]) ?? 0
+            }
         }
 
         func tearDown() async {
@@ -64,7 +66,8 @@ import TestSupport
         try await setup.database.app.write { db in
             for index in 0..<300 {
                 try db.execute(
-                    sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (?, ?, ?, unixepoch() - 900, unixepoch() - 1)",
+                    sql:
+                        "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (?, ?, ?, unixepoch() - 900, unixepoch() - 1)",
                     arguments: [Fixtures.mchID, Fixtures.appid, "TWODAEMONS\(10_000 + index)"])
             }
         }
@@ -79,7 +82,9 @@ import TestSupport
         #expect(stats.maxConcurrentCallsPerOrder == 1)
         #expect(stats.closeCalls.count == 300)
         #expect(stats.closeCalls.values.allSatisfy { $0 == 1 }, "no lease expired, so no order was called twice")
-        #expect(first.stderr.contains("out_trade_no=TWODAEMONS") && second.stderr.contains("out_trade_no=TWODAEMONS"), "both did work")
+        #expect(
+            first.stderr.contains("out_trade_no=TWODAEMONS") && second.stderr.contains("out_trade_no=TWODAEMONS"), "both did work"
+        )
     }
 
     @Test func theAppCanInsertWhileTheDaemonRuns() async throws {
@@ -96,7 +101,8 @@ import TestSupport
                 try await setup.database.app.write { db in
                     for index in first..<(first + 5) {
                         try db.execute(
-                            sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (?, ?, ?, unixepoch() - 900, unixepoch())",
+                            sql:
+                                "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (?, ?, ?, unixepoch() - 900, unixepoch())",
                             arguments: [Fixtures.mchID, Fixtures.appid, "APPINSERT\(100_000 + index)"])
                     }
                 }

@@ -2,8 +2,8 @@ import Foundation
 import OrderStore
 import Reaper
 import Simulator
-import Testing
 import TestSupport
+import Testing
 import WeChatPay
 
 /// A reaper, a simulator on loopback and a real database, wired for one test.

@@ -83,7 +83,8 @@ public enum DaemonProcessError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .timedOut(let arguments, let stderr): "closeorderd \(arguments.joined(separator: " ")) did not exit in time; stderr:\n\(stderr)"
+        case .timedOut(let arguments, let stderr):
+            "closeorderd \(arguments.joined(separator: " ")) did not exit in time; stderr:\n\(stderr)"
         case .conditionNotMet(let what): "timed out waiting until \(what)"
         }
     }

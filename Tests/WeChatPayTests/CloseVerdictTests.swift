@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WeChatPay
 
 @Suite struct CloseVerdictTests {
@@ -70,7 +71,8 @@ import Testing
     }
 
     @Test func aDoctypeBodyIsRetriedNotParsed() {
-        let body = Array(#"<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><return_code>&x;</return_code></xml>"#.utf8)
+        let body = Array(
+            #"<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><return_code>&x;</return_code></xml>"#.utf8)
         let verdict = CloseOrderResponse.interpret(status: 200, body: body, order: order, key: key)
         #expect(verdict.outcome == .retry)
         #expect(verdict.message.contains("DOCTYPE"))

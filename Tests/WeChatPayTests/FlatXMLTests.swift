@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WeChatPay
 
 @Suite struct FlatXMLTests {
@@ -52,7 +53,9 @@ import Testing
     }
 
     @Test func invalidUTF8IsRejected() {
-        #expect(throws: FlatXMLError.invalidUTF8) { try FlatXML.decode(Array("<xml><a>".utf8) + [0xFF, 0xFE] + Array("</a></xml>".utf8)) }
+        #expect(throws: FlatXMLError.invalidUTF8) {
+            try FlatXML.decode(Array("<xml><a>".utf8) + [0xFF, 0xFE] + Array("</a></xml>".utf8))
+        }
     }
 
     @Test func bodiesOverTheLimitAreRejectedBeforeParsing() {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WeChatPay
 
 /// The vectors of `shared/wechatpay-v2-closeorder.md` §2, key `192006250b4c09247ec02edce69f6a2d`.

@@ -81,23 +81,28 @@ public enum ConfigurationLoader {
                 guard value >= DaemonConfiguration.ReaperSettings.minimumOrderAgeFloor else {
                     throw fail(
                         "reaper.min_order_age_seconds",
-                        "must be at least 300: WeChat Pay forbids closing an order within 5 minutes of its creation (got \(value))")
+                        "must be at least 300: WeChat Pay forbids closing an order within 5 minutes of its creation (got \(value))"
+                    )
                 }
                 reaper.minOrderAgeSeconds = value
             }
-            if let value = try section.integer("payment_timeout_seconds", in: 0...Int64(Int32.max)) { reaper.paymentTimeoutSeconds = value }
+            if let value = try section.integer("payment_timeout_seconds", in: 0...Int64(Int32.max)) {
+                reaper.paymentTimeoutSeconds = value
+            }
             if let value = try section.integer("max_attempts", in: 1...1000) { reaper.maxAttempts = Int(value) }
             if let value = try section.number("backoff_base_seconds", in: 0.001...86_400) { reaper.backoffBaseSeconds = value }
             if let value = try section.number("backoff_max_seconds", in: 0.001...604_800) { reaper.backoffMaxSeconds = value }
             if let value = try section.integer("lease_seconds", in: 1...86_400) { reaper.leaseSeconds = value }
         }
         guard reaper.backoffMaxSeconds >= reaper.backoffBaseSeconds else {
-            throw fail("reaper.backoff_max_seconds", "must be at least reaper.backoff_base_seconds (\(reaper.backoffBaseSeconds))")
+            throw fail(
+                "reaper.backoff_max_seconds", "must be at least reaper.backoff_base_seconds (\(reaper.backoffBaseSeconds))")
         }
         guard Double(reaper.leaseSeconds) > api.timeoutSeconds + 1 else {
             throw fail(
                 "reaper.lease_seconds",
-                "must exceed api.timeout_seconds (\(api.timeoutSeconds)) by more than a second, or a call still in flight could be claimed again")
+                "must exceed api.timeout_seconds (\(api.timeoutSeconds)) by more than a second, or a call still in flight could be claimed again"
+            )
         }
 
         let database: String
@@ -161,7 +166,9 @@ public enum ConfigurationLoader {
         }
     }
 
-    static func baseURL(_ text: String, key: String, fail: (String, String) -> ConfigurationError) throws(ConfigurationError) -> String {
+    static func baseURL(_ text: String, key: String, fail: (String, String) -> ConfigurationError) throws(ConfigurationError)
+        -> String
+    {
         guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme),
             let host = url.host, !host.isEmpty
         else {
@@ -197,7 +204,8 @@ struct MappingReader {
 
     func node(_ key: String) -> Node? {
         mapping[key].flatMap { node in
-            if case .scalar(let scalar) = node, scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) {
+            if case .scalar(let scalar) = node, scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+            {
                 return nil
             }
             return node
