@@ -34,7 +34,7 @@ public struct Reaper: Service {
     }
 
     /// Processes what is due now, waits for those calls, and returns (`run --once`).
-    /// Returns the number of orders claimed.
+    /// Returns the number of orders claimed; throws if the database refused the claim.
     @discardableResult
     public func runOnce() async throws -> Int {
         try await reap(untilIdle: true)
@@ -44,19 +44,23 @@ public struct Reaper: Service {
         let settings = configuration.reaper
         let slots = InFlightSlots(capacity: settings.concurrency)
         let claimedTotal = ClaimCounter()
+        var claimError: StoreError?
         await withDiscardingTaskGroup { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 await slots.waitForFreeSlot()
                 if Task.isShuttingDownGracefully { break }
                 let wanted = min(settings.batchSize, await slots.free)
                 let claimed: [ClaimedOrder]
-                do {
+                do throws(StoreError) {
                     claimed = try await store.claimDue(
                         now: clock(), policy: settings.duePolicy, limit: wanted,
                         leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
                 } catch {
+                    if untilIdle {
+                        claimError = error
+                        break
+                    }
                     logger.error("cannot claim due orders; will retry", metadata: ["error": "\(error)"])
-                    if untilIdle { break }
                     try? await pause(settings.pollIntervalSeconds)
                     continue
                 }
@@ -74,6 +78,7 @@ public struct Reaper: Service {
                 }
             }
         }
+        if let claimError { throw claimError }
         return claimedTotal.value
     }
 

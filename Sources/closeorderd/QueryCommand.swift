@@ -24,6 +24,11 @@ struct QueryCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
+    func validate() throws {
+        guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
+        if outTradeNo != nil && state != nil { throw ValidationError("give either OUT_TRADE_NO or --state, not both") }
+    }
+
     func run() async throws {
         // The due summary needs the timing keys; without a config file, --db and the defaults do.
         var policy = DaemonConfiguration.ReaperSettings().duePolicy

@@ -43,7 +43,7 @@ struct RunCommand: AsyncParsableCommand {
             }
         } catch {
             await client.shutdown()
-            throw error
+            exitWithMessage("\(error)", code: ExitCodes.database)
         }
         await client.shutdown()
     }
