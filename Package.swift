@@ -37,6 +37,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -51,10 +52,12 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // systemd's notify protocol and journal detection, on the socket directly (no libsystemd).
+        .target(name: "Systemd"),
         .executableTarget(
             name: "closeorderd",
             dependencies: [
-                "WeChatPay", "OrderStore", "Reaper", "Simulator",
+                "WeChatPay", "OrderStore", "Reaper", "Simulator", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -76,6 +79,13 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "WeChatPayTests", dependencies: ["WeChatPay"]),
+        .testTarget(
+            name: "SystemdTests",
+            dependencies: [
+                "Systemd", "TestSupport", "OrderStore", "Simulator", "WeChatPay",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .testTarget(
             name: "OrderStoreTests",
             dependencies: ["OrderStore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]

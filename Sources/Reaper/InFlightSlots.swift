@@ -1,6 +1,6 @@
 /// Counts calls in flight and lets the poll loop wait until one of `capacity` slots is free.
 actor InFlightSlots {
-    let capacity: Int
+    private(set) var capacity: Int
     private(set) var inUse = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
@@ -10,8 +10,19 @@ actor InFlightSlots {
 
     func take(_ count: Int) { inUse += count }
 
+    /// A reload may change `concurrency`; calls in flight are not affected.
+    func setCapacity(_ capacity: Int) {
+        guard capacity != self.capacity else { return }
+        self.capacity = capacity
+        wakeWaiters()
+    }
+
     func release() {
         inUse -= 1
+        wakeWaiters()
+    }
+
+    private func wakeWaiters() {
         let ready = waiters
         waiters.removeAll()
         for waiter in ready { waiter.resume() }

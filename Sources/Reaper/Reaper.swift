@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OrderStore
 import ServiceLifecycle
+import Synchronization
 import WeChatPay
 
 /// The daemon's loop: poll for due orders, claim them under a lease, call WeChat Pay,
@@ -11,21 +12,34 @@ import WeChatPay
 /// SIGINT) the loop stops claiming and waits for the calls in flight, each bounded by the
 /// request timeout, to be recorded.
 public struct Reaper: Service {
-    let configuration: DaemonConfiguration
+    let live: LiveConfiguration
     let store: OrderStore
-    let client: WeChatPayClient
     let logger: Logger
+    let observer: (any ReaperObserver)?
+    /// The longest the loop sleeps between polls, whatever `poll_interval_seconds` says
+    /// (half the systemd watchdog interval, so that the loop's own pings keep it alive).
+    let maximumPause: Duration?
     let clock: @Sendable () -> Int64
+    let totals = OutcomeCounter()
+
+    public init(
+        live: LiveConfiguration, store: OrderStore, logger: Logger, observer: (any ReaperObserver)? = nil,
+        maximumPause: Duration? = nil, clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
+        self.live = live
+        self.store = store
+        self.logger = logger
+        self.observer = observer
+        self.maximumPause = maximumPause
+        self.clock = clock
+    }
 
     public init(
         configuration: DaemonConfiguration, store: OrderStore, client: WeChatPayClient, logger: Logger,
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
-        self.configuration = configuration
-        self.store = store
-        self.client = client
-        self.logger = logger
-        self.clock = clock
+        self.init(
+            live: LiveConfiguration(configuration: configuration, client: client), store: store, logger: logger, clock: clock)
     }
 
     /// Runs until graceful shutdown.
@@ -41,12 +55,14 @@ public struct Reaper: Service {
     }
 
     private func reap(untilIdle: Bool) async throws -> Int {
-        let settings = configuration.reaper
-        let slots = InFlightSlots(capacity: settings.concurrency)
-        let claimedTotal = ClaimCounter()
+        let slots = InFlightSlots(capacity: live.configuration.reaper.concurrency)
+        var claimedTotal = 0
         var claimError: StoreError?
         await withDiscardingTaskGroup { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let (configuration, client) = live.current
+                let settings = configuration.reaper
+                await slots.setCapacity(settings.concurrency)
                 await slots.waitForFreeSlot()
                 if Task.isShuttingDownGracefully { break }
                 let wanted = min(settings.batchSize, await slots.free)
@@ -61,35 +77,47 @@ public struct Reaper: Service {
                         break
                     }
                     logger.error("cannot claim due orders; will retry", metadata: ["error": "\(error)"])
+                    observer?.pollFailed("\(error)")
                     try? await pause(settings.pollIntervalSeconds)
                     continue
                 }
                 await slots.take(claimed.count)
-                claimedTotal.add(claimed.count)
+                claimedTotal += claimed.count
                 for order in claimed {
                     group.addTask {
-                        await self.close(order)
+                        await self.close(order, configuration: configuration, client: client)
                         await slots.release()
                     }
                 }
+                observer?.pollSucceeded(
+                    PollReport(claimed: claimed.count, inFlight: await slots.inUse, totals: totals.current))
                 if claimed.count < wanted {
                     if untilIdle { break }
                     try? await pause(settings.pollIntervalSeconds)
                 }
             }
+            let inFlight = await slots.inUse
+            if Task.isShuttingDownGracefully {
+                observer?.draining(inFlight: inFlight)
+                if inFlight > 0 {
+                    logger.info("shutting down: waiting for calls in flight", metadata: ["in_flight": "\(inFlight)"])
+                }
+            }
         }
         if let claimError { throw claimError }
-        return claimedTotal.value
+        return claimedTotal
     }
 
     private func pause(_ seconds: Double) async throws {
+        let requested = Duration.milliseconds(Int64(seconds * 1000))
+        let interval = maximumPause.map { min(requested, $0) } ?? requested
         try await cancelWhenGracefulShutdown {
-            try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+            try await Task.sleep(for: interval)
         }
     }
 
     /// One attempt at one claimed order, from validation to write-back.
-    func close(_ order: ClaimedOrder) async {
+    func close(_ order: ClaimedOrder, configuration: DaemonConfiguration, client: WeChatPayClient) async {
         let startedAt = clock()
         let identity = OrderIdentity(
             appid: order.appid, mchID: order.mchID, outTradeNo: order.outTradeNo,
@@ -102,7 +130,7 @@ public struct Reaper: Service {
             record.message = "not sent: \(problem)"
         } else if let merchant = configuration.merchant(order.mchID) {
             let result = await client.close(identity, key: merchant.key, signType: merchant.signType)
-            apply(result, to: &record, attempt: order.attempt)
+            apply(result, to: &record, attempt: order.attempt, settings: configuration.reaper)
         } else {
             record.message =
                 "not sent: no key is configured for mch_id \(order.mchID): add it under merchants in the configuration"
@@ -112,7 +140,9 @@ public struct Reaper: Service {
     }
 
     /// Maps a verdict to the row's next state: retries back off until `max_attempts`.
-    func apply(_ result: CloseCallResult, to record: inout AttemptRecord, attempt: Int) {
+    func apply(
+        _ result: CloseCallResult, to record: inout AttemptRecord, attempt: Int, settings: DaemonConfiguration.ReaperSettings
+    ) {
         let verdict = result.verdict
         record.outcome = verdict.outcome.rawValue
         record.errCode = verdict.errCode
@@ -125,14 +155,13 @@ public struct Reaper: Service {
         case .paid: record.newState = .paid
         case .failed: record.newState = .failed
         case .retry:
-            if attempt >= configuration.reaper.maxAttempts {
+            if attempt >= settings.maxAttempts {
                 record.newState = .failed
-                record.message += " (gave up: attempt \(attempt) of \(configuration.reaper.maxAttempts))"
+                record.message += " (gave up: attempt \(attempt) of \(settings.maxAttempts))"
             } else {
                 var random = SystemRandomNumberGenerator()
                 record.newState = .pending
-                record.nextAttemptAt = configuration.reaper.backoff.nextAttempt(
-                    afterAttempt: attempt, now: clock(), using: &random)
+                record.nextAttemptAt = settings.backoff.nextAttempt(afterAttempt: attempt, now: clock(), using: &random)
             }
         }
     }
@@ -154,7 +183,9 @@ public struct Reaper: Service {
                     metadata["row_state"] = "\(current?.rawValue ?? "deleted")"
                     logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
                 } else {
-                    let level: Logger.Level = record.newState == .failed ? .error : (record.outcome == "retry" ? .warning : .info)
+                    count(record.newState)
+                    let level: Logger.Level =
+                        record.newState == .failed ? .error : (record.newState == .pending ? .warning : .info)
                     logger.log(level: level, "\(record.message)", metadata: metadata)
                 }
                 return
@@ -166,12 +197,27 @@ public struct Reaper: Service {
         }
         logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)
     }
+
+    private func count(_ state: OrderState) {
+        totals.count(state)
+    }
 }
 
-/// A counter that child tasks of the loop can add to.
-final class ClaimCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func add(_ amount: Int) { lock.withLock { count += amount } }
-    var value: Int { lock.withLock { count } }
+/// What the reaper recorded since it started, shared by its call tasks.
+final class OutcomeCounter: Sendable {
+    private let totals = Mutex(OutcomeTotals())
+
+    var current: OutcomeTotals { totals.withLock { $0 } }
+
+    func count(_ state: OrderState) {
+        totals.withLock { totals in
+            switch state {
+            case .closed: totals.closed += 1
+            case .paid: totals.paid += 1
+            case .failed: totals.failed += 1
+            case .pending: totals.retried += 1
+            case .closing: break
+            }
+        }
+    }
 }

@@ -2,13 +2,17 @@ import ArgumentParser
 import Foundation
 import Logging
 import Reaper
+import Systemd
 
 @main
 struct Closeorderd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "closeorderd",
         abstract: "Closes unpaid WeChat Pay orders recorded in a SQLite table, with retry and backoff.",
-        subcommands: [RunCommand.self, MigrateCommand.self, QueryCommand.self, SimulateCommand.self, DemoCommand.self]
+        subcommands: [
+            RunCommand.self, MigrateCommand.self, CheckConfigCommand.self, QueryCommand.self, SimulateCommand.self,
+            DemoCommand.self,
+        ]
     )
 }
 
@@ -47,8 +51,10 @@ func output(_ text: String) {
     FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
 
-/// Logs to stderr, one line per event; call once per process.
+/// Logs to stderr, one line per event, with syslog priority prefixes when stderr is the
+/// journal; call once per process.
 func bootstrapLogging() -> Logger {
-    LoggingSystem.bootstrap { label in LineLogHandler(label: label) }
+    let journal = JournalStream.stderrIsJournal()
+    LoggingSystem.bootstrap { label in LineLogHandler(label: label, syslogPrefixes: journal) }
     return Logger(label: "closeorderd")
 }

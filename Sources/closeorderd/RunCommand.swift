@@ -3,11 +3,13 @@ import Logging
 import OrderStore
 import Reaper
 import ServiceLifecycle
+import Systemd
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the daemon: migrate the database, then close due orders until SIGTERM or SIGINT."
+        abstract: "Run the daemon: migrate the database, then close due orders until SIGTERM or SIGINT.",
+        discussion: "SIGHUP re-reads the configuration and keys; a bad new configuration is logged and the old one stays."
     )
 
     @OptionGroup var options: DatabaseOptions
@@ -27,25 +29,51 @@ struct RunCommand: AsyncParsableCommand {
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
         logger.info("starting", metadata: ["config": "\(configuration.summaryWithoutSecrets)", "once": "\(once)"])
-        let client = WeChatPayClient(
-            baseURL: configuration.api.baseURL, timeoutSeconds: configuration.api.timeoutSeconds,
-            maxConnections: configuration.reaper.concurrency)
-        let reaper = Reaper(configuration: configuration, store: store, client: client, logger: logger)
+        let live = LiveConfiguration(configuration: configuration, client: Self.client(for: configuration))
+        let notifier = ServiceNotifier.fromEnvironment()
+        let reaper = Reaper(
+            live: live, store: store, logger: logger,
+            observer: SystemdReporter(notifier: notifier, requestTimeoutSeconds: configuration.api.timeoutSeconds),
+            maximumPause: notifier.watchdogInterval)
         do {
             if once {
                 let claimed = try await reaper.runOnce()
                 logger.info("finished one pass", metadata: ["claimed": "\(claimed)"])
             } else {
+                let reloader = ReloadOnHangup { reload(live, logger: logger) }
                 let group = ServiceGroup(
-                    services: [reaper], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                    services: [reaper, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
                 try await group.run()
                 logger.info("stopped: in-flight calls recorded")
             }
         } catch {
-            await client.shutdown()
+            await live.client.shutdown()
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
-        await client.shutdown()
+        await live.client.shutdown()
+    }
+
+    static func client(for configuration: DaemonConfiguration) -> WeChatPayClient {
+        WeChatPayClient(
+            baseURL: configuration.api.baseURL, timeoutSeconds: configuration.api.timeoutSeconds,
+            maxConnections: configuration.reaper.concurrency)
+    }
+
+    /// Re-reads the configuration and keys; on any problem the configuration in force stays.
+    func reload(_ live: LiveConfiguration, logger: Logger) {
+        do {
+            let new = try ConfigurationLoader.load(path: options.config, databaseOverride: options.db)
+            if let retired = try live.replace(with: new, makeClient: Self.client(for:)) {
+                let grace = Duration.milliseconds(Int64(live.configuration.api.timeoutSeconds * 1000) + 5000)
+                Task {
+                    try? await Task.sleep(for: grace)
+                    await retired.shutdown()
+                }
+            }
+            logger.info("reloaded the configuration", metadata: ["config": "\(new.summaryWithoutSecrets)"])
+        } catch {
+            logger.error("reload rejected; the configuration in force stays", metadata: ["error": "\(error)"])
+        }
     }
 }
 
@@ -69,5 +97,22 @@ struct MigrateCommand: AsyncParsableCommand {
         } catch {
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
+    }
+}
+
+struct CheckConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate the configuration and read every key it names; exit non-zero with the reason if anything is wrong.",
+        discussion: "For ExecStartPre= and for operators before a reload."
+    )
+
+    @OptionGroup var options: DatabaseOptions
+
+    func run() async throws {
+        let configuration = loadConfiguration(options)
+        output(
+            "\(options.config): OK: database \(configuration.database), "
+                + "\(configuration.merchants.count) merchant(s): \(configuration.merchants.map(\.mchID).joined(separator: ", "))")
     }
 }

@@ -18,8 +18,12 @@ public final class DaemonProcess: @unchecked Sendable {
         return fromArguments.appending(path: "closeorderd")
     }
 
-    /// Starts `closeorderd ARGUMENTS…`; output goes to files in `directory`.
-    public init(_ arguments: [String], in directory: TemporaryDirectory, environment: [String: String] = [:]) throws {
+    /// Starts `closeorderd ARGUMENTS…`; output goes to files in `directory`. With
+    /// `stderrIsJournal`, `$JOURNAL_STREAM` names the stderr file as systemd names the journal.
+    public init(
+        _ arguments: [String], in directory: TemporaryDirectory, environment: [String: String] = [:],
+        stderrIsJournal: Bool = false
+    ) throws {
         let tag = UUID().uuidString.prefix(8)
         stdoutFile = directory.url.appending(path: "stdout-\(tag).log")
         stderrFile = directory.url.appending(path: "stderr-\(tag).log")
@@ -30,7 +34,17 @@ public final class DaemonProcess: @unchecked Sendable {
         process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
         process.standardError = try FileHandle(forWritingTo: stderrFile)
         process.standardInput = FileHandle.nullDevice
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        var environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "CREDENTIALS_DIRECTORY"]
+        where environment[name] == ProcessInfo.processInfo.environment[name] {
+            environment[name] = nil
+        }
+        if stderrIsJournal {
+            var status = stat()
+            stat(stderrFile.path, &status)
+            environment["JOURNAL_STREAM"] = "\(status.st_dev):\(status.st_ino)"
+        }
+        process.environment = environment
         try process.run()
     }
 

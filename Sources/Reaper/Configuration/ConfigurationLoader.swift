@@ -32,8 +32,11 @@ public enum ConfigurationLoader {
     /// Loads `path`; `databaseOverride` (from `--db`) replaces the `database` key.
     /// With `readKeys: false` (for `closeorderd query`, which needs no key) merchants are
     /// checked for shape but their key files are not read, and `merchants` comes back empty.
+    ///
+    /// `environment` supplies `$CREDENTIALS_DIRECTORY` for `key_credential` entries.
     public static func load(
-        path: String, databaseOverride: String? = nil, readKeys: Bool = true
+        path: String, databaseOverride: String? = nil, readKeys: Bool = true,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(ConfigurationError) -> DaemonConfiguration {
         let text: String
         do {
@@ -41,12 +44,13 @@ public enum ConfigurationLoader {
         } catch {
             throw ConfigurationError(key: "", reason: "cannot read the configuration file: \(describe(error))", file: path)
         }
-        return try parse(text, file: path, databaseOverride: databaseOverride, readKeys: readKeys)
+        return try parse(text, file: path, databaseOverride: databaseOverride, readKeys: readKeys, environment: environment)
     }
 
     /// Parses YAML text; `file` names it in errors and anchors relative `key_file` paths.
     public static func parse(
-        _ text: String, file: String, databaseOverride: String? = nil, readKeys: Bool = true
+        _ text: String, file: String, databaseOverride: String? = nil, readKeys: Bool = true,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(ConfigurationError) -> DaemonConfiguration {
         let fail = { (key: String, reason: String) in ConfigurationError(key: key, reason: reason, file: file) }
         let root: Node?
@@ -125,7 +129,7 @@ public enum ConfigurationLoader {
             let path = "merchants[\(index)]"
             guard let entry = node.mapping else { throw fail(path, "expected a mapping with mch_id, sign_type, key_file") }
             var section = MappingReader(mapping: entry, path: path, fail: fail)
-            try section.onlyKeys(["mch_id", "sign_type", "key_file"])
+            try section.onlyKeys(["mch_id", "sign_type", "key_file", "key_credential"])
             guard let mchID = try section.string("mch_id"), !mchID.isEmpty else { throw fail("\(path).mch_id", "required") }
             guard !merchants.contains(where: { $0.mchID == mchID }) else {
                 throw fail("\(path).mch_id", "\(mchID) is configured twice")
@@ -137,22 +141,53 @@ public enum ConfigurationLoader {
                 }
                 signType = parsed
             }
-            guard let keyFile = try section.string("key_file"), !keyFile.isEmpty else {
-                throw fail("\(path).key_file", "required: a file holding the merchant's 32-character API v2 key")
+            let keyFile = try section.string("key_file")
+            let credential = try section.string("key_credential")
+            let keyPath: String
+            let keyName: String
+            switch (keyFile, credential) {
+            case (let keyFile?, nil) where !keyFile.isEmpty:
+                keyName = "\(path).key_file"
+                keyPath = keyFile.hasPrefix("/") ? keyFile : baseDirectory.appending(path: keyFile).path
+            case (nil, let credential?) where !credential.isEmpty:
+                keyName = "\(path).key_credential"
+                guard !credential.contains("/") else {
+                    throw fail(keyName, "a credential name has no '/', got \"\(credential)\"")
+                }
+                guard readKeys else { continue }
+                guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                    throw fail(
+                        keyName,
+                        "$CREDENTIALS_DIRECTORY is not set: load the key with LoadCredential=\(credential):/path in the unit, or use key_file"
+                    )
+                }
+                keyPath = URL(fileURLWithPath: directory).appending(path: credential).path
+            case (.some, .some):
+                throw fail(path, "give key_file or key_credential, not both")
+            default:
+                throw fail(
+                    "\(path).key_file", "required: key_file (a file holding the 32-character API v2 key) or key_credential")
             }
-            let keyPath = keyFile.hasPrefix("/") ? keyFile : baseDirectory.appending(path: keyFile).path
             guard readKeys else { continue }
-            let key = try readKey(at: keyPath, key: "\(path).key_file", fail: fail)
+            let key = try readKey(at: keyPath, key: keyName, fail: fail)
             merchants.append(.init(mchID: mchID, signType: signType, keySource: keyPath, key: key))
         }
         return DaemonConfiguration(database: database, api: api, reaper: reaper, merchants: merchants)
     }
 
-    /// Reads a key file: its text less surrounding whitespace must be a 32-character key.
-    /// Errors never quote the file's content.
+    /// Reads a key file: its text less surrounding whitespace must be a 32-character key, and
+    /// only its owner may have access to it. Errors never quote the file's content.
     public static func readKey(
         at path: String, key: String, fail: (String, String) -> ConfigurationError
     ) throws(ConfigurationError) -> MerchantKey {
+        if let permissions = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
+            permissions & 0o077 != 0
+        {
+            throw fail(
+                key,
+                "key file \(path) is accessible to others than its owner (mode \(String(permissions & 0o777, radix: 8))): "
+                    + "run chmod 600 on it")
+        }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
