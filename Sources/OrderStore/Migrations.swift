@@ -36,7 +36,7 @@ enum Migrator {
     /// Applies what is missing, in one immediate transaction so that two processes
     /// migrating the same file at once cannot both apply a version.
     /// Returns the versions applied now.
-    static func migrate(_ db: Database) throws -> [Int] {
+    static func migrate(_ db: Database, upTo target: Int = latestVersion) throws -> [Int] {
         try db.execute(
             sql: """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -51,7 +51,7 @@ enum Migrator {
         }
         var appliedNow: [Int] = []
         for migration in EmbeddedMigration.all.sorted(by: { $0.version < $1.version })
-        where !applied.contains(migration.version) {
+        where !applied.contains(migration.version) && migration.version <= target {
             try db.execute(sql: migration.sql)
             try db.execute(
                 sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, unixepoch())",

@@ -29,6 +29,10 @@ public struct ClaimedOrder: Sendable, Equatable {
     public let leaseExpiresAt: Int64
     /// The row was `closing` under an expired lease: an earlier call's outcome is unknown.
     public let recoveredFromExpiredLease: Bool
+    /// The err_code the previous attempt left, e.g. `FREQUENCY_LIMITED`.
+    public let previousErrCode: String?
+    /// The trade_state the previous order query returned, e.g. `USERPAYING`.
+    public let previousTradeState: String?
 }
 
 extension OrderStore {
@@ -84,7 +88,7 @@ extension OrderStore {
                 let rows = try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT id, mch_id, appid, out_trade_no, sub_mch_id, sub_appid, attempts, state
+                        SELECT id, mch_id, appid, out_trade_no, sub_mch_id, sub_appid, attempts, state, err_code, trade_state
                           FROM orders WHERE id IN (SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit)
                         """,
                     arguments: arguments)
@@ -110,7 +114,8 @@ extension OrderStore {
                             id: id, mchID: row["mch_id"] ?? "", appid: row["appid"] ?? "",
                             outTradeNo: row["out_trade_no"] ?? "", subMchID: row["sub_mch_id"],
                             subAppID: row["sub_appid"], attempt: attempts + 1, leaseToken: token,
-                            leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered))
+                            leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered,
+                            previousErrCode: row["err_code"], previousTradeState: row["trade_state"]))
                 }
                 return claimed
             }

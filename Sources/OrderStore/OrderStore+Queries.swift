@@ -19,9 +19,19 @@ public struct OrderRecord: Sendable, Codable, Equatable {
     public var lastError: String?
     public var closedAt: Int64?
     public var updatedAt: Int64
+    public var tradeState: String?
+    public var transactionID: String?
+    public var totalFee: Int?
+    public var timeEnd: String?
+    public var tradeType: String?
 
     enum CodingKeys: String, CodingKey {
         case id, appid, state, attempts
+        case tradeState = "trade_state"
+        case transactionID = "transaction_id"
+        case totalFee = "total_fee"
+        case timeEnd = "time_end"
+        case tradeType = "trade_type"
         case mchID = "mch_id"
         case outTradeNo = "out_trade_no"
         case subMchID = "sub_mch_id"
@@ -55,12 +65,21 @@ public struct OrderRecord: Sendable, Codable, Equatable {
         lastError = row["last_error"]
         closedAt = row["closed_at"]
         updatedAt = row["updated_at"] ?? 0
+        tradeState = row["trade_state"]
+        transactionID = row["transaction_id"]
+        totalFee = row["total_fee"]
+        timeEnd = row["time_end"]
+        tradeType = row["trade_type"]
     }
 }
 
 /// One close attempt from the history.
 public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
     public var attempt: Int
+    /// `closeorder`, `orderquery`, or nil when no call was made.
+    public var call: String?
+    /// The base URL that served the call.
+    public var host: String?
     public var startedAt: Int64
     public var finishedAt: Int64
     public var latencyMilliseconds: Int?
@@ -71,7 +90,7 @@ public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
     public var message: String
 
     enum CodingKeys: String, CodingKey {
-        case attempt, outcome, message
+        case attempt, outcome, message, call, host
         case startedAt = "started_at"
         case finishedAt = "finished_at"
         case latencyMilliseconds = "latency_ms"
@@ -165,7 +184,8 @@ extension OrderStore {
                     db, sql: "SELECT * FROM close_attempts WHERE order_id = ? ORDER BY id", arguments: [orderID]
                 ).map { row in
                     AttemptHistoryRecord(
-                        attempt: row["attempt"], startedAt: row["started_at"], finishedAt: row["finished_at"],
+                        attempt: row["attempt"], call: row["call"], host: row["host"], startedAt: row["started_at"],
+                        finishedAt: row["finished_at"],
                         latencyMilliseconds: row["latency_ms"], outcome: row["outcome"], httpStatus: row["http_status"],
                         errCode: row["err_code"], errCodeDes: row["err_code_des"], message: row["message"])
                 }

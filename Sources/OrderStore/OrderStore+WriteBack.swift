@@ -1,43 +1,94 @@
 import GRDB
 
-/// The result of one attempt, to be written back on the row it was claimed from.
-public struct AttemptRecord: Sendable, Equatable {
-    public var orderID: Int64
-    public var leaseToken: String
-    public var attempt: Int
-    /// The row's new state: `pending` to retry, or a final state.
-    public var newState: OrderState
-    /// When a `pending` row becomes due again.
-    public var nextAttemptAt: Int64?
-    /// What the attempt itself came to, for the history: `closed`, `paid`, `retry`, `failed` or `invalid`.
+/// One HTTP call made during an attempt, for the history.
+public struct CallRecord: Sendable, Equatable {
+    /// `closeorder` or `orderquery`.
+    public var call: String
+    /// The base URL that served it.
+    public var host: String
+    /// What the call came to: `closed`, `paid`, `retry`, `failed`, `not_paid` or `paying`.
     public var outcome: String
+    public var httpStatus: Int?
     public var errCode: String?
     public var errCodeDes: String?
-    /// A sentence an operator can act on.
     public var message: String
-    public var httpStatus: Int?
     public var startedAt: Int64
     public var finishedAt: Int64
     public var latencyMilliseconds: Int?
 
     public init(
+        call: String, host: String, outcome: String, httpStatus: Int? = nil, errCode: String? = nil,
+        errCodeDes: String? = nil, message: String, startedAt: Int64, finishedAt: Int64, latencyMilliseconds: Int? = nil
+    ) {
+        self.call = call
+        self.host = host
+        self.outcome = outcome
+        self.httpStatus = httpStatus
+        self.errCode = errCode
+        self.errCodeDes = errCodeDes
+        self.message = message
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.latencyMilliseconds = latencyMilliseconds
+    }
+}
+
+/// What an order query reported about a payment, kept on the row for reconciliation.
+public struct PaymentColumns: Sendable, Equatable {
+    public var transactionID: String?
+    public var totalFee: Int?
+    public var timeEnd: String?
+    public var tradeType: String?
+
+    public init(transactionID: String? = nil, totalFee: Int? = nil, timeEnd: String? = nil, tradeType: String? = nil) {
+        self.transactionID = transactionID
+        self.totalFee = totalFee
+        self.timeEnd = timeEnd
+        self.tradeType = tradeType
+    }
+}
+
+/// The result of one attempt, to be written back on the row it was claimed from.
+public struct AttemptRecord: Sendable, Equatable {
+    public var orderID: Int64
+    public var leaseToken: String
+    public var attempt: Int
+    /// The row's new state: `pending` to try again, or a final state.
+    public var newState: OrderState
+    /// When a `pending` row becomes due again.
+    public var nextAttemptAt: Int64?
+    /// This attempt does not count against `max_attempts` (a user was paying; WeChat Pay was down).
+    public var refundsAttempt = false
+    public var errCode: String?
+    public var errCodeDes: String?
+    /// A sentence an operator can act on.
+    public var message: String
+    /// The last `trade_state` an order query returned, if one was made.
+    public var tradeState: String?
+    public var payment: PaymentColumns?
+    /// The HTTP calls made, in order; none for an order that failed validation.
+    public var calls: [CallRecord] = []
+    /// The history outcome when no call was made: `invalid`.
+    public var outcomeWithoutCall = "invalid"
+    public var startedAt: Int64
+    public var finishedAt: Int64
+
+    public init(
         orderID: Int64, leaseToken: String, attempt: Int, newState: OrderState, nextAttemptAt: Int64? = nil,
-        outcome: String, errCode: String? = nil, errCodeDes: String? = nil, message: String,
-        httpStatus: Int? = nil, startedAt: Int64, finishedAt: Int64, latencyMilliseconds: Int? = nil
+        errCode: String? = nil, errCodeDes: String? = nil, message: String, calls: [CallRecord] = [],
+        startedAt: Int64, finishedAt: Int64
     ) {
         self.orderID = orderID
         self.leaseToken = leaseToken
         self.attempt = attempt
         self.newState = newState
         self.nextAttemptAt = nextAttemptAt
-        self.outcome = outcome
         self.errCode = errCode
         self.errCodeDes = errCodeDes
         self.message = message
-        self.httpStatus = httpStatus
+        self.calls = calls
         self.startedAt = startedAt
         self.finishedAt = finishedAt
-        self.latencyMilliseconds = latencyMilliseconds
     }
 }
 
@@ -51,7 +102,7 @@ public enum WriteBackResult: Sendable, Equatable {
 
 extension OrderStore {
     /// Writes attempts back in one transaction. Each row changes only if it is still
-    /// `closing` under the record's lease token; every attempt is appended to the history
+    /// `closing` under the record's lease token; every call is appended to the history
     /// either way.
     public func record(_ records: [AttemptRecord]) async throws(StoreError) -> [WriteBackResult] {
         try await run {
@@ -68,35 +119,54 @@ extension OrderStore {
                 UPDATE orders
                    SET state = :state, next_attempt_at = :next, err_code = :errCode,
                        err_code_des = :errCodeDes, last_error = :lastError,
+                       attempts = attempts - :refund,
+                       trade_state = coalesce(:tradeState, trade_state),
+                       transaction_id = coalesce(:transactionID, transaction_id),
+                       total_fee = coalesce(:totalFee, total_fee),
+                       time_end = coalesce(:timeEnd, time_end),
+                       trade_type = coalesce(:tradeType, trade_type),
                        closed_at = CASE WHEN :state = 'closed' THEN :now ELSE closed_at END,
                        lease_token = NULL, lease_expires_at = NULL, updated_at = :now
                  WHERE id = :id AND state = 'closing' AND lease_token = :token
                 """,
             arguments: [
                 "state": record.newState.rawValue, "next": record.nextAttemptAt, "errCode": record.errCode,
-                "errCodeDes": record.errCodeDes, "lastError": lastError, "now": record.finishedAt,
-                "id": record.orderID, "token": record.leaseToken,
+                "errCodeDes": record.errCodeDes, "lastError": lastError, "refund": record.refundsAttempt ? 1 : 0,
+                "tradeState": record.tradeState, "transactionID": record.payment?.transactionID,
+                "totalFee": record.payment?.totalFee, "timeEnd": record.payment?.timeEnd,
+                "tradeType": record.payment?.tradeType, "now": record.finishedAt, "id": record.orderID,
+                "token": record.leaseToken,
             ])
         let result: WriteBackResult
-        var message = record.message
+        var note = ""
         if db.changesCount == 1 {
             result = .applied
         } else {
             let current = try String.fetchOne(db, sql: "SELECT state FROM orders WHERE id = ?", arguments: [record.orderID])
             result = .superseded(currentState: current.flatMap(OrderState.init(rawValue:)))
-            message += " [not written to the row: it changed while the call was in flight; now \(current ?? "deleted")]"
+            note = " [not written to the row: it changed while the call was in flight; now \(current ?? "deleted")]"
         }
-        try db.execute(
-            sql: """
-                INSERT INTO close_attempts
-                    (order_id, attempt, started_at, finished_at, latency_ms, outcome, http_status,
-                     err_code, err_code_des, message)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
-                record.orderID, record.attempt, record.startedAt, record.finishedAt, record.latencyMilliseconds,
-                record.outcome, record.httpStatus, record.errCode, record.errCodeDes, message,
-            ])
+        let calls =
+            record.calls.isEmpty
+            ? [
+                CallRecord(
+                    call: "", host: "", outcome: record.outcomeWithoutCall, message: record.message,
+                    startedAt: record.startedAt, finishedAt: record.finishedAt)
+            ] : record.calls
+        for (index, call) in calls.enumerated() {
+            try db.execute(
+                sql: """
+                    INSERT INTO close_attempts
+                        (order_id, attempt, call, host, started_at, finished_at, latency_ms, outcome, http_status,
+                         err_code, err_code_des, message)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    record.orderID, record.attempt, call.call.isEmpty ? nil : call.call, call.host.isEmpty ? nil : call.host,
+                    call.startedAt, call.finishedAt, call.latencyMilliseconds, call.outcome, call.httpStatus,
+                    call.errCode, call.errCodeDes, call.message + (index == calls.count - 1 ? note : ""),
+                ])
+        }
         return result
     }
 }

@@ -65,7 +65,12 @@ public final class OrderStore: Sendable {
     /// Returns the versions applied now (empty when it was current).
     @discardableResult
     public func migrate() async throws(StoreError) -> [Int] {
-        try await run { try await writer.write { db in try Migrator.migrate(db) } }
+        try await migrate(upTo: Migrator.latestVersion)
+    }
+
+    /// Applies the migrations up to `version` only: for tests of upgrades from older schemas.
+    func migrate(upTo version: Int) async throws(StoreError) -> [Int] {
+        try await run { try await writer.write { db in try Migrator.migrate(db, upTo: version) } }
     }
 
     /// The schema version this build creates.

@@ -21,25 +21,34 @@ public struct Reaper: Service {
     let maximumPause: Duration?
     let clock: @Sendable () -> Int64
     let totals = OutcomeCounter()
+    /// Stops claiming while WeChat Pay is down.
+    public let breaker: OutageBreaker
+    /// Spaces each merchant's calls.
+    public let limiter: MerchantRateLimiter
 
     public init(
         live: LiveConfiguration, store: OrderStore, logger: Logger, observer: (any ReaperObserver)? = nil,
-        maximumPause: Duration? = nil, clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        maximumPause: Duration? = nil, breaker: OutageBreaker = OutageBreaker(),
+        limiter: MerchantRateLimiter = MerchantRateLimiter(),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
         self.live = live
         self.store = store
         self.logger = logger
         self.observer = observer
         self.maximumPause = maximumPause
+        self.breaker = breaker
+        self.limiter = limiter
         self.clock = clock
     }
 
     public init(
         configuration: DaemonConfiguration, store: OrderStore, client: WeChatPayClient, logger: Logger,
-        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        breaker: OutageBreaker = OutageBreaker(), clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
         self.init(
-            live: LiveConfiguration(configuration: configuration, client: client), store: store, logger: logger, clock: clock)
+            live: LiveConfiguration(configuration: configuration, client: client), store: store, logger: logger,
+            breaker: breaker, clock: clock)
     }
 
     /// Runs until graceful shutdown.
@@ -59,13 +68,24 @@ public struct Reaper: Service {
         var claimedTotal = 0
         var claimError: StoreError?
         await withDiscardingTaskGroup { group in
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            polling: while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 let (configuration, client) = live.current
                 let settings = configuration.reaper
+                await limiter.configure(Dictionary(configuration.merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 })
                 await slots.setCapacity(settings.concurrency)
                 await slots.waitForFreeSlot()
                 if Task.isShuttingDownGracefully { break }
-                let wanted = min(settings.batchSize, await slots.free)
+                var wanted = min(settings.batchSize, await slots.free)
+                switch breaker.permission() {
+                case .claim:
+                    break
+                case .probe:
+                    wanted = 1
+                case .waitUntil(let instant):
+                    if untilIdle { break polling }
+                    try? await pause(until: instant, atMost: settings.pollIntervalSeconds)
+                    continue
+                }
                 let claimed: [ClaimedOrder]
                 do throws(StoreError) {
                     claimed = try await store.claimDue(
@@ -81,6 +101,7 @@ public struct Reaper: Service {
                     try? await pause(settings.pollIntervalSeconds)
                     continue
                 }
+                if wanted == 1 && claimed.isEmpty { breaker.probeNotSent() }
                 await slots.take(claimed.count)
                 claimedTotal += claimed.count
                 for order in claimed {
@@ -108,6 +129,12 @@ public struct Reaper: Service {
         return claimedTotal
     }
 
+    private func pause(until instant: ContinuousClock.Instant, atMost seconds: Double) async throws {
+        let cap = Duration.milliseconds(Int64(seconds * 1000))
+        let wait = min(max(instant - .now, .milliseconds(10)), cap, maximumPause ?? cap)
+        try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+    }
+
     private func pause(_ seconds: Double) async throws {
         let requested = Duration.milliseconds(Int64(seconds * 1000))
         let interval = maximumPause.map { min(requested, $0) } ?? requested
@@ -116,66 +143,21 @@ public struct Reaper: Service {
         }
     }
 
-    /// One attempt at one claimed order, from validation to write-back.
-    func close(_ order: ClaimedOrder, configuration: DaemonConfiguration, client: WeChatPayClient) async {
-        let startedAt = clock()
-        let identity = OrderIdentity(
-            appid: order.appid, mchID: order.mchID, outTradeNo: order.outTradeNo,
-            subAppID: order.subAppID, subMchID: order.subMchID)
-        var record = AttemptRecord(
-            orderID: order.id, leaseToken: order.leaseToken, attempt: order.attempt, newState: .failed,
-            outcome: "invalid", message: "", startedAt: startedAt, finishedAt: startedAt)
-
-        if let problem = identity.problem() {
-            record.message = "not sent: \(problem)"
-        } else if let merchant = configuration.merchant(order.mchID) {
-            let result = await client.close(identity, key: merchant.key, signType: merchant.signType)
-            apply(result, to: &record, attempt: order.attempt, settings: configuration.reaper)
-        } else {
-            record.message =
-                "not sent: no key is configured for mch_id \(order.mchID): add it under merchants in the configuration"
-        }
-        record.finishedAt = clock()
-        await write(record, order: order)
-    }
-
-    /// Maps a verdict to the row's next state: retries back off until `max_attempts`.
-    func apply(
-        _ result: CloseCallResult, to record: inout AttemptRecord, attempt: Int, settings: DaemonConfiguration.ReaperSettings
-    ) {
-        let verdict = result.verdict
-        record.outcome = verdict.outcome.rawValue
-        record.errCode = verdict.errCode
-        record.errCodeDes = verdict.errCodeDes
-        record.message = verdict.message
-        record.httpStatus = result.httpStatus
-        record.latencyMilliseconds = result.latencyMilliseconds
-        switch verdict.outcome {
-        case .closed: record.newState = .closed
-        case .paid: record.newState = .paid
-        case .failed: record.newState = .failed
-        case .retry:
-            if attempt >= settings.maxAttempts {
-                record.newState = .failed
-                record.message += " (gave up: attempt \(attempt) of \(settings.maxAttempts))"
-            } else {
-                var random = SystemRandomNumberGenerator()
-                record.newState = .pending
-                record.nextAttemptAt = settings.backoff.nextAttempt(afterAttempt: attempt, now: clock(), using: &random)
-            }
-        }
-    }
-
     /// Writes one record back, retrying while the database refuses (disk full, lock held
     /// past the busy timeout). If it never succeeds, the row's lease expires and the order
     /// is claimed again: nothing is lost.
-    private func write(_ record: AttemptRecord, order: ClaimedOrder) async {
+    func write(_ record: AttemptRecord, order: ClaimedOrder) async {
         var metadata: Logger.Metadata = [
-            "out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)", "outcome": "\(record.outcome)",
+            "out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)",
+            "outcome": "\(record.calls.last?.outcome ?? record.outcomeWithoutCall)",
             "state": "\(record.newState.rawValue)", "attempt": "\(order.attempt)",
         ]
         if let errCode = record.errCode { metadata["err_code"] = "\(errCode)" }
-        if let latency = record.latencyMilliseconds { metadata["latency_ms"] = "\(latency)" }
+        if !record.calls.isEmpty {
+            metadata["calls"] = "\(record.calls.map(\.call).joined(separator: ","))"
+            metadata["latency_ms"] = "\(record.calls.compactMap(\.latencyMilliseconds).reduce(0, +))"
+        }
+        if let host = record.calls.last?.host, host != live.client.hosts.primary { metadata["host"] = "\(host)" }
         for attempt in 1...5 {
             do {
                 let results = try await store.record([record])

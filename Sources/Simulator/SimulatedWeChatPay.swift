@@ -23,6 +23,12 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
     public var requests = 0
     /// Requests rejected for a bad or missing signature.
     public var badSignatures = 0
+    /// When each signed call arrived (unix seconds), for measuring rates.
+    public var callTimes: [Double] = []
+    /// Order queries with a valid signature, per order number.
+    public var queryCalls: [String: Int] = [:]
+    /// Close calls that arrived while the user was paying (USERPAYING or ACCEPT): a client should make none.
+    public var closesWhilePaying = 0
     /// The fields of the last signed close request per order number, `sign` left out.
     public var lastCloseRequests: [String: [String: String]] = [:]
     /// The simulated trade state of every order it has seen: NOTPAY, CLOSED or SUCCESS.
@@ -34,7 +40,10 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
         case maxConcurrentCallsPerOrder = "max_concurrent_calls_per_order"
         case badSignatures = "bad_signatures"
         case tradeStates = "trade_states"
+        case callTimes = "call_times"
         case lastCloseRequests = "last_close_requests"
+        case queryCalls = "query_calls"
+        case closesWhilePaying = "closes_while_paying"
     }
 }
 
@@ -65,8 +74,19 @@ public final class SimulatedWeChatPay: Sendable {
         set { state.withLockedValue { $0.behaviour = newValue } }
     }
 
-    public func markPaid(_ outTradeNo: String) { state.withLockedValue { $0.tradeStates[outTradeNo] = "SUCCESS" } }
-    public func markClosed(_ outTradeNo: String) { state.withLockedValue { $0.tradeStates[outTradeNo] = "CLOSED" } }
+    public func markPaid(_ outTradeNo: String) { setTradeState("SUCCESS", for: outTradeNo) }
+    public func markClosed(_ outTradeNo: String) { setTradeState("CLOSED", for: outTradeNo) }
+    /// The user is entering the payment password right now: queries answer USERPAYING and a
+    /// close is refused with FREQUENCY_LIMITED, as WeChat Pay was seen to do.
+    public func markPaying(_ outTradeNo: String) { setTradeState("USERPAYING", for: outTradeNo) }
+    /// WeChat Pay never saw this order: queries answer ORDERNOTEXIST.
+    public func markNonexistent(_ outTradeNo: String) { setTradeState(Self.nonexistent, for: outTradeNo) }
+    /// Any `trade_state`: SUCCESS, REFUND, NOTPAY, CLOSED, REVOKED, USERPAYING, PAYERROR, ACCEPT.
+    public func setTradeState(_ tradeState: String, for outTradeNo: String) {
+        state.withLockedValue { $0.tradeStates[outTradeNo] = tradeState }
+    }
+
+    static let nonexistent = "(nonexistent)"
     public func setFault(_ plan: FaultPlan?, for outTradeNo: String) { state.withLockedValue { $0.faults[outTradeNo] = plan } }
     public var stats: SimulatorStats {
         state.withLockedValue { state in
@@ -106,7 +126,10 @@ public final class SimulatedWeChatPay: Sendable {
         let outTradeNo = fields["out_trade_no"] ?? ""
         let context = AnswerContext(request: fields, key: key, signType: signType, delay: delay)
 
+        let arrived = Date().timeIntervalSince1970
+        state.withLockedValue { $0.stats.callTimes.append(arrived) }
         if endpoint == .close { countCall(outTradeNo, fields: fields) }
+        if endpoint == .query { state.withLockedValue { $0.stats.queryCalls[outTradeNo, default: 0] += 1 } }
         if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
             return answer(fault, context)
         }
@@ -140,12 +163,15 @@ public final class SimulatedWeChatPay: Sendable {
     private func close(_ outTradeNo: String, _ context: AnswerContext) -> SimulatorReply {
         let previous: String = state.withLockedValue { state in
             let current = state.tradeStates[outTradeNo] ?? "NOTPAY"
-            if current == "NOTPAY" { state.tradeStates[outTradeNo] = "CLOSED" }
+            if current == "NOTPAY" || current == Self.nonexistent { state.tradeStates[outTradeNo] = "CLOSED" }
             return current
         }
         switch previous {
-        case "SUCCESS": return business(errCode: "ORDERPAID", description: "订单已支付", context)
-        case "CLOSED": return business(errCode: "ORDERCLOSED", description: "订单已关闭", context)
+        case "SUCCESS", "REFUND": return business(errCode: "ORDERPAID", description: "订单已支付", context)
+        case "CLOSED", "REVOKED", "PAYERROR": return business(errCode: "ORDERCLOSED", description: "订单已关闭", context)
+        case "USERPAYING", "ACCEPT":
+            state.withLockedValue { $0.stats.closesWhilePaying += 1 }
+            return business(errCode: "FREQUENCY_LIMITED", description: "频率限制", context)
         default: return signed(["result_code": "SUCCESS", "result_msg": "OK"], context)
         }
     }
@@ -163,7 +189,15 @@ public final class SimulatedWeChatPay: Sendable {
 
     private func query(_ outTradeNo: String, _ context: AnswerContext) -> SimulatorReply {
         let tradeState = state.withLockedValue { $0.tradeStates[outTradeNo] ?? "NOTPAY" }
-        return signed(["result_code": "SUCCESS", "trade_state": tradeState, "out_trade_no": outTradeNo], context)
+        if tradeState == Self.nonexistent { return business(errCode: "ORDERNOTEXIST", description: "此交易订单号不存在", context) }
+        var fields = ["result_code": "SUCCESS", "trade_state": tradeState, "out_trade_no": outTradeNo]
+        if tradeState == "SUCCESS" || tradeState == "REFUND" {
+            fields["transaction_id"] = "4200" + String(outTradeNo.utf8.reduce(UInt32(7)) { $0 &* 31 &+ UInt32($1) } % 100_000_000)
+            fields["total_fee"] = "101"
+            fields["time_end"] = "20261129120000"
+            fields["trade_type"] = "JSAPI"
+        }
+        return signed(fields, context)
     }
 
     private func takeFault(for outTradeNo: String, behaviour: SimulatorBehaviour) -> SimulatedFault? {

@@ -10,24 +10,29 @@ public enum CloseOutcome: String, Sendable, Equatable {
     case failed
 }
 
-/// The reading of one close attempt: its outcome, WeChat's error fields, and a sentence
-/// an operator can act on.
+/// The reading of one close call: its outcome, WeChat's error fields, and a sentence an
+/// operator can act on.
 public struct CloseVerdict: Sendable, Equatable {
     public var outcome: CloseOutcome
     public var errCode: String?
     public var errCodeDes: String?
     public var message: String
+    /// Set when the failure says something about WeChat Pay's availability or rate limit.
+    public var symptom: FailureSymptom?
 
-    public init(outcome: CloseOutcome, errCode: String? = nil, errCodeDes: String? = nil, message: String) {
+    public init(
+        outcome: CloseOutcome, errCode: String? = nil, errCodeDes: String? = nil, message: String,
+        symptom: FailureSymptom? = nil
+    ) {
         self.outcome = outcome
         self.errCode = errCode
         self.errCodeDes = errCodeDes
         self.message = message
+        self.symptom = symptom
     }
 
-    /// A failure before any answer arrived: refused, reset, timed out, body too large.
-    public static func transportFailure(_ reason: String) -> CloseVerdict {
-        CloseVerdict(outcome: .retry, message: "no usable answer from WeChat Pay: \(reason)")
+    public init(_ unusable: UnusableAnswer) {
+        self.init(outcome: .retry, errCodeDes: unusable.errCodeDes, message: unusable.message, symptom: unusable.symptom)
     }
 }
 
@@ -36,33 +41,12 @@ public enum CloseOrderResponse {
     /// Maps an HTTP answer to a verdict. Nothing in the body is believed unless
     /// `return_code=SUCCESS` and its `sign` verifies with the merchant's key.
     public static func interpret(status: Int, body: [UInt8], order: OrderIdentity, key: MerchantKey) -> CloseVerdict {
-        guard status == 200 else {
-            return CloseVerdict(outcome: .retry, message: "WeChat Pay answered HTTP \(status); will retry")
+        switch V2Answer.verifiedFields(status: status, body: body, order: order, key: key) {
+        case .failure(let unusable):
+            return CloseVerdict(unusable)
+        case .success(let fields):
+            return verdict(resultCode: fields["result_code"], errCode: fields["err_code"], errCodeDes: fields["err_code_des"])
         }
-        let fields: [String: String]
-        do {
-            fields = try FlatXML.decode(body)
-        } catch {
-            return CloseVerdict(outcome: .retry, message: "unreadable answer from WeChat Pay (\(error)); will retry")
-        }
-        guard fields["return_code"] == "SUCCESS" else {
-            let reason = fields["return_msg"].map { ": \($0)" } ?? ""
-            return CloseVerdict(
-                outcome: .retry, errCodeDes: fields["return_msg"],
-                message: "WeChat Pay refused the request (return_code=\(fields["return_code"] ?? "missing"))\(reason); "
-                    + "will retry (if this persists, check the merchant key, sign_type and appid)")
-        }
-        guard Signature.isValid(fields, key: key) else {
-            let what = fields["sign"] == nil ? "carries no sign" : "has a sign that does not verify with the merchant key"
-            return CloseVerdict(outcome: .retry, message: "answer \(what); not believed, will retry")
-        }
-        for (name, expected) in [("mch_id", order.mchID), ("appid", order.appid)] {
-            if let received = fields[name], received != expected {
-                return CloseVerdict(
-                    outcome: .retry, message: "answer is for \(name)=\(received), not \(expected); not believed, will retry")
-            }
-        }
-        return verdict(resultCode: fields["result_code"], errCode: fields["err_code"], errCodeDes: fields["err_code_des"])
     }
 
     /// The business meaning of a verified answer, as `../shared/wechatpay-v2-closeorder.md` tabulates it.
@@ -90,7 +74,9 @@ public enum CloseOrderResponse {
         case "SYSTEMERROR":
             return make(.retry, "WeChat Pay had an internal error (SYSTEMERROR)\(detail); will retry")
         case "FREQUENCY_LIMITED":
-            return make(.retry, "WeChat Pay rate-limited the call (FREQUENCY_LIMITED)\(detail); will retry later")
+            var verdict = make(.retry, "WeChat Pay rate-limited the call (FREQUENCY_LIMITED)\(detail); will retry later")
+            verdict.symptom = .frequencyLimited
+            return verdict
         case "SIGNERROR":
             return make(.failed, "WeChat Pay rejected the signature (SIGNERROR)\(detail): check the merchant key and sign_type")
         case "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD":

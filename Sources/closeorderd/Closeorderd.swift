@@ -10,8 +10,8 @@ struct Closeorderd: AsyncParsableCommand {
         commandName: "closeorderd",
         abstract: "Closes unpaid WeChat Pay orders recorded in a SQLite table, with retry and backoff.",
         subcommands: [
-            RunCommand.self, MigrateCommand.self, CheckConfigCommand.self, QueryCommand.self, SimulateCommand.self,
-            DemoCommand.self,
+            RunCommand.self, MigrateCommand.self, CheckConfigCommand.self, QueryCommand.self, RetryCommand.self,
+            SimulateCommand.self, DemoCommand.self,
         ]
     )
 }

@@ -40,6 +40,7 @@ struct DemoCommand: AsyncParsableCommand {
         var api = DaemonConfiguration.API()
         api.baseURL = server.baseURL
         api.timeoutSeconds = 2
+        api.backupBaseURL = nil
         var reaper = DaemonConfiguration.ReaperSettings()
         reaper.pollIntervalSeconds = 0.2
         reaper.backoffBaseSeconds = 1

@@ -117,12 +117,15 @@ struct QueryReport {
                 ("lease_expires_at", order.leaseExpiresAt.map(Self.time)), ("err_code", order.errCode),
                 ("err_code_des", order.errCodeDes), ("last_error", order.lastError),
                 ("closed_at", order.closedAt.map(Self.time)), ("updated_at", Self.time(order.updatedAt)),
+                ("trade_state", order.tradeState), ("transaction_id", order.transactionID),
+                ("total_fee", order.totalFee.map(String.init)), ("time_end", order.timeEnd), ("trade_type", order.tradeType),
             ]
             for (name, value) in values { fields.add([name, value ?? "-"]) }
-            var history = TextTable("ATTEMPT", "FINISHED", "OUTCOME", "HTTP", "LATENCY_MS", "ERR_CODE", "MESSAGE")
+            var history = TextTable("ATTEMPT", "FINISHED", "CALL", "HOST", "OUTCOME", "HTTP", "LATENCY_MS", "ERR_CODE", "MESSAGE")
             for attempt in attempts {
                 history.add([
-                    "\(attempt.attempt)", Self.time(attempt.finishedAt), attempt.outcome,
+                    "\(attempt.attempt)", Self.time(attempt.finishedAt), attempt.call ?? "-", attempt.host ?? "-",
+                    attempt.outcome,
                     attempt.httpStatus.map(String.init) ?? "-", attempt.latencyMilliseconds.map(String.init) ?? "-",
                     attempt.errCode ?? "-", attempt.message,
                 ])

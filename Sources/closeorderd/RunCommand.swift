@@ -55,8 +55,9 @@ struct RunCommand: AsyncParsableCommand {
 
     static func client(for configuration: DaemonConfiguration) -> WeChatPayClient {
         WeChatPayClient(
-            baseURL: configuration.api.baseURL, timeoutSeconds: configuration.api.timeoutSeconds,
-            maxConnections: configuration.reaper.concurrency)
+            baseURL: configuration.api.baseURL, backupBaseURL: configuration.api.backupBaseURL,
+            timeoutSeconds: configuration.api.timeoutSeconds, maxConnections: configuration.reaper.concurrency,
+            probeIntervalSeconds: configuration.api.probeIntervalSeconds)
     }
 
     /// Re-reads the configuration and keys; on any problem the configuration in force stays.

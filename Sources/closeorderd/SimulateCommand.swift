@@ -39,6 +39,12 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "An order number that is already closed (repeatable).")
     var closed: [String] = []
 
+    @Option(help: "An order number whose user is paying right now: queries say USERPAYING, closes are refused (repeatable).")
+    var paying: [String] = []
+
+    @Option(help: "An order number WeChat Pay never saw: queries say ORDERNOTEXIST (repeatable).")
+    var nonexistent: [String] = []
+
     @Option(help: "OUT_TRADE_NO=FAULT[:N]: misbehave for this order, on its first N calls or all (repeatable).")
     var fault: [String] = []
 
@@ -68,6 +74,8 @@ struct SimulateCommand: AsyncParsableCommand {
                 latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate))
         paid.forEach(simulator.markPaid)
         closed.forEach(simulator.markClosed)
+        paying.forEach(simulator.markPaying)
+        nonexistent.forEach(simulator.markNonexistent)
         for entry in fault {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let plan = FaultPlan(parsing: parts[1]) else {

@@ -145,10 +145,12 @@ import Testing
 
     func record(_ order: ClaimedOrder, _ state: OrderState, outcome: String) -> AttemptRecord {
         let now = Int64(Date().timeIntervalSince1970)
+        let call = CallRecord(
+            call: "closeorder", host: "http://127.0.0.1:1", outcome: outcome, httpStatus: 200,
+            errCode: state == .paid ? "ORDERPAID" : nil, message: "m", startedAt: now, finishedAt: now, latencyMilliseconds: 5)
         return AttemptRecord(
             orderID: order.id, leaseToken: order.leaseToken, attempt: order.attempt, newState: state,
-            outcome: outcome, errCode: state == .paid ? "ORDERPAID" : nil, message: "m", httpStatus: 200,
-            startedAt: now, finishedAt: now, latencyMilliseconds: 5)
+            errCode: state == .paid ? "ORDERPAID" : nil, message: "m", calls: [call], startedAt: now, finishedAt: now)
     }
 
     @Test func aClosedOrderRecordsItsCloseTimeAndHistory() async throws {

@@ -1,15 +1,16 @@
 import Foundation
 import GRDB
-import OrderStore
 import TestSupport
 import Testing
+
+@testable import OrderStore
 
 @Suite struct SchemaTests {
     @Test func migrateCreatesTheTablesAndRecordsTheVersion() async throws {
         let database = try await TestDatabase.make()
         defer { database.remove() }
         let versions = try await database.app.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations") }
-        #expect(versions == [OrderStore.schemaVersion])
+        #expect(versions == Array(1...OrderStore.schemaVersion))
         #expect(try await database.store.migrate() == [], "a current database is left alone")
         let tables = try await database.app.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -76,11 +77,24 @@ import Testing
         #expect(throws: DatabaseError.self) { try database.app.write { db in try db.execute(sql: sql) } }
     }
 
-    @Test func aFreshDatabaseNeedsNoFilesBesideTheBinary() async throws {
-        // The migrations are compiled in: a store in an empty folder migrates with nothing else present.
+    @Test func aVersionOneDatabaseUpgradesKeepingItsRowsAndHistory() async throws {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
-        let store = try OrderStore(path: folder.path("fresh.sqlite"))
-        #expect(try await store.migrate() == [OrderStore.schemaVersion])
+        let store = try OrderStore(path: folder.path("old.sqlite"))
+        #expect(try await store.migrate(upTo: 1) == [1])
+        try await store.withWriteTransaction { db in
+            try db.execute(
+                sql: "INSERT INTO orders (mch_id, appid, out_trade_no, state) VALUES ('1', 'wx1', 'OLDORDER01', 'closed')")
+            try db.execute(
+                sql: """
+                    INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, http_status, message)
+                    VALUES (1, 1, 0, 0, 'closed', 200, 'closed by WeChat Pay')
+                    """)
+        }
+        #expect(try await store.migrate() == Array(2...OrderStore.schemaVersion))
+        let history = try await store.attempts(orderID: 1)
+        #expect(history.map(\.outcome) == ["closed"])
+        #expect(history.first?.call == "closeorder")
+        #expect(try await store.orders(outTradeNo: "OLDORDER01").first?.state == "closed")
     }
 }

@@ -242,4 +242,35 @@ import Testing
             #expect(demo.stdout.contains(expected), "demo output lacks \(expected)")
         }
     }
+
+    @Test func retryRequeuesFailedOrdersKeepingTheirHistory() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        for number in ["WRONGKEY001", "WRONGKEY002", "OTHERFAIL01"] { try setup.database.insert(number) }
+        setup.simulator.simulator.setFault(FaultPlan(.signError, times: 1), for: "WRONGKEY001")
+        setup.simulator.simulator.setFault(FaultPlan(.signError, times: 1), for: "WRONGKEY002")
+        setup.simulator.simulator.setFault(FaultPlan(.xmlFormatError, times: 1), for: "OTHERFAIL01")
+        #expect(try await setup.daemon(["--once"]).waitForExit(timeout: 30) == 0)
+        #expect(try setup.count("failed") == 3)
+
+        let many = try await setup.run(["retry", "--config", setup.configFile, "--state", "failed", "--err-code", "SIGNERROR"])
+        #expect(many.status == 0, "\(many.stderr)")
+        #expect(many.stdout.contains("requeued 2 failed orders"))
+        let row = try #require(try await setup.database.order("WRONGKEY001"))
+        #expect(row.state == "pending")
+        #expect(row.attempts == 0)
+        #expect(try await setup.database.history("WRONGKEY001").map(\.outcome) == ["failed", "requeued"])
+        #expect(try await setup.database.order("OTHERFAIL01")?.state == "failed", "other err_codes stay")
+
+        let one = try await setup.run(["retry", "--db", setup.database.path, "OTHERFAIL01"])
+        #expect(one.stdout.contains("requeued 1 failed order"))
+        let again = try await setup.run(["retry", "--db", setup.database.path, "OTHERFAIL01"])
+        #expect(again.stdout.contains("requeued 0 failed orders"), "only failed orders move")
+
+        #expect(try await setup.daemon(["--once"]).waitForExit(timeout: 30) == 0)
+        #expect(try setup.count("closed") == 3)
+
+        let refused = try await setup.run(["retry", "--db", setup.database.path, "--state", "closed"])
+        #expect(refused.status == 64)
+    }
 }

@@ -16,20 +16,26 @@ struct ReaperWorld {
 
     static func make(
         behaviour: SimulatorBehaviour = SimulatorBehaviour(), timeoutSeconds: Double = 2, maxAttempts: Int = 10,
-        signType: SignType = .hmacSHA256
+        signType: SignType = .hmacSHA256, confirm: DaemonConfiguration.ConfirmMode = .none,
+        backupBaseURL: String? = nil, probeIntervalSeconds: Double = 30, maxRequestsPerSecond: Double? = nil,
+        breaker: OutageBreaker = OutageBreaker()
     ) async throws -> ReaperWorld {
         let database = try await TestDatabase.make()
         let simulator = try await TestSimulator.start(behaviour: behaviour)
         var settings = Fixtures.reaperSettings(maxAttempts: maxAttempts)
         settings.leaseSeconds = Int64(timeoutSeconds) + 30
-        let configuration = Fixtures.configuration(
+        settings.confirm = confirm
+        var configuration = Fixtures.configuration(
             database: database.path, baseURL: simulator.baseURL, timeoutSeconds: timeoutSeconds, reaper: settings,
             signType: signType)
-        let client = WeChatPayClient(baseURL: simulator.baseURL, timeoutSeconds: timeoutSeconds, maxConnections: 16)
+        configuration.merchants[0].maxRequestsPerSecond = maxRequestsPerSecond
+        let client = WeChatPayClient(
+            baseURL: simulator.baseURL, backupBaseURL: backupBaseURL, timeoutSeconds: timeoutSeconds, maxConnections: 16,
+            probeIntervalSeconds: probeIntervalSeconds)
         let clock = TestClock()
         let reaper = Reaper(
             configuration: configuration, store: database.store, client: client, logger: Fixtures.quietLogger,
-            clock: { clock.now })
+            breaker: breaker, clock: { clock.now })
         return ReaperWorld(database: database, simulator: simulator, client: client, reaper: reaper, clock: clock)
     }
 
@@ -40,6 +46,18 @@ struct ReaperWorld {
     }
 
     var stats: SimulatorStats { simulator.simulator.stats }
+
+    /// Leaves the row a process leaves when it dies mid-call: `closing` under an expired lease.
+    func crashMidCall(_ outTradeNo: String) throws {
+        try database.insert(outTradeNo)
+        try database.app.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE orders SET state = 'closing', attempts = 1, lease_token = 'dead', lease_expires_at = unixepoch() - 1
+                     WHERE out_trade_no = ?
+                    """, arguments: [outTradeNo])
+        }
+    }
 }
 
 /// Wall-clock time that a test can move forward, to get past backoff without waiting.
@@ -140,7 +158,7 @@ final class TestClock: @unchecked Sendable {
                 let wait = try #require(row.nextAttemptAt) - before
                 #expect(wait >= 1 && wait <= Int64(backoff.cap(afterAttempt: attempt).rounded(.up)) + 1)
                 try await world.reaper.runOnce()
-                #expect(world.stats.closeCalls["ALWAYSBUSY1"] == attempt, "not called again before its backoff ends")
+                #expect(world.stats.requests == attempt, "not called again before its backoff ends")
                 world.clock.advance(by: 10)
             } else {
                 #expect(row.state == "failed")
@@ -150,8 +168,12 @@ final class TestClock: @unchecked Sendable {
         }
         world.clock.advance(by: 10_000)
         try await world.reaper.runOnce()
-        #expect(world.stats.closeCalls["ALWAYSBUSY1"] == 3)
-        #expect(try await world.database.history("ALWAYSBUSY1").map(\.outcome) == ["retry", "retry", "retry"])
+        // The last attempt asks for the order's state first; that query failed too, so no close was sent.
+        #expect(world.stats.closeCalls["ALWAYSBUSY1"] == 2)
+        #expect(world.stats.queryCalls["ALWAYSBUSY1"] == 1)
+        let history = try await world.database.history("ALWAYSBUSY1")
+        #expect(history.map(\.outcome) == ["retry", "retry", "retry"])
+        #expect(history.map(\.call) == ["closeorder", "closeorder", "orderquery"])
     }
 
     @Test func aTransientErrorIsRetriedThenClosed() async throws {

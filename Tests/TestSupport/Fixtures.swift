@@ -34,6 +34,7 @@ public enum Fixtures {
     ) -> DaemonConfiguration {
         var api = DaemonConfiguration.API()
         api.baseURL = baseURL
+        api.backupBaseURL = nil
         api.timeoutSeconds = timeoutSeconds
         return DaemonConfiguration(
             database: database, api: api, reaper: reaper,
@@ -46,6 +47,7 @@ public enum Fixtures {
         database: \(database)
         api:
           base_url: \(baseURL)
+          backup_base_url: ""
           timeout_seconds: 2
         reaper:
           poll_interval_seconds: 0.1

@@ -54,7 +54,7 @@ import Testing
     @Test func closeRequestBuilderMatchesTheServiceProviderVector() {
         let order = OrderIdentity(
             appid: "wxd930ea5d5a258f4f", mchID: "10000100", outTradeNo: "1415983244", subAppID: "", subMchID: "1900000109")
-        let parameters = CloseOrderRequest.parameters(for: order, nonce: "ibuaiVcKdpRxkhJA", key: key, signType: .hmacSHA256)
+        let parameters = V2Request.parameters(for: order, nonce: "ibuaiVcKdpRxkhJA", key: key, signType: .hmacSHA256)
         #expect(parameters["sub_appid"] == nil, "an empty sub_appid is not sent")
         #expect(parameters["sub_mch_id"] == "1900000109")
         #expect(parameters["sign"] == "539A2B17CB89494A510C67922E29148FC7498405A24DACCFA17AE211B4037C87")
@@ -62,7 +62,7 @@ import Testing
 
     @Test func closeRequestBuilderMatchesTheMD5Vector() {
         let order = OrderIdentity(appid: "wxd930ea5d5a258f4f", mchID: "10000100", outTradeNo: "1415983244")
-        let parameters = CloseOrderRequest.parameters(for: order, nonce: "ibuaiVcKdpRxkhJA", key: key, signType: .md5)
+        let parameters = V2Request.parameters(for: order, nonce: "ibuaiVcKdpRxkhJA", key: key, signType: .md5)
         #expect(parameters["sign_type"] == "MD5")
         #expect(parameters["sign"] == "8727744663D7A9F14994430375C7E61F")
     }

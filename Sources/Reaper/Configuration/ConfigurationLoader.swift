@@ -66,9 +66,15 @@ public enum ConfigurationLoader {
         var api = DaemonConfiguration.API()
         if let node = try reader.mapping("api") {
             var section = MappingReader(mapping: node, path: "api", fail: fail)
-            try section.onlyKeys(["base_url", "timeout_seconds"])
+            try section.onlyKeys(["base_url", "backup_base_url", "timeout_seconds", "probe_interval_seconds"])
             if let url = try section.string("base_url") { api.baseURL = try baseURL(url, key: "api.base_url", fail: fail) }
+            if section.mapping["backup_base_url"] != nil {
+                let url = try section.string("backup_base_url") ?? ""
+                api.backupBaseURL =
+                    url.isEmpty || url == "none" ? nil : try baseURL(url, key: "api.backup_base_url", fail: fail)
+            }
             if let value = try section.number("timeout_seconds", in: 0.001...600) { api.timeoutSeconds = value }
+            if let value = try section.number("probe_interval_seconds", in: 0.01...3600) { api.probeIntervalSeconds = value }
         }
 
         var reaper = DaemonConfiguration.ReaperSettings()
@@ -77,7 +83,14 @@ public enum ConfigurationLoader {
             try section.onlyKeys([
                 "poll_interval_seconds", "concurrency", "batch_size", "min_order_age_seconds",
                 "payment_timeout_seconds", "max_attempts", "backoff_base_seconds", "backoff_max_seconds", "lease_seconds",
+                "confirm",
             ])
+            if let text = try section.string("confirm") {
+                guard let mode = DaemonConfiguration.ConfirmMode(rawValue: text) else {
+                    throw fail("reaper.confirm", "must be none, before or after, got \"\(text)\"")
+                }
+                reaper.confirm = mode
+            }
             if let value = try section.number("poll_interval_seconds", in: 0.01...3600) { reaper.pollIntervalSeconds = value }
             if let value = try section.integer("concurrency", in: 1...4096) { reaper.concurrency = Int(value) }
             if let value = try section.integer("batch_size", in: 1...100_000) { reaper.batchSize = Int(value) }
@@ -129,7 +142,8 @@ public enum ConfigurationLoader {
             let path = "merchants[\(index)]"
             guard let entry = node.mapping else { throw fail(path, "expected a mapping with mch_id, sign_type, key_file") }
             var section = MappingReader(mapping: entry, path: path, fail: fail)
-            try section.onlyKeys(["mch_id", "sign_type", "key_file", "key_credential"])
+            try section.onlyKeys(["mch_id", "sign_type", "key_file", "key_credential", "max_requests_per_second"])
+            let maxRequestsPerSecond = try section.number("max_requests_per_second", in: 0.01...100_000)
             guard let mchID = try section.string("mch_id"), !mchID.isEmpty else { throw fail("\(path).mch_id", "required") }
             guard !merchants.contains(where: { $0.mchID == mchID }) else {
                 throw fail("\(path).mch_id", "\(mchID) is configured twice")
@@ -170,7 +184,9 @@ public enum ConfigurationLoader {
             }
             guard readKeys else { continue }
             let key = try readKey(at: keyPath, key: keyName, fail: fail)
-            merchants.append(.init(mchID: mchID, signType: signType, keySource: keyPath, key: key))
+            merchants.append(
+                .init(
+                    mchID: mchID, signType: signType, keySource: keyPath, key: key, maxRequestsPerSecond: maxRequestsPerSecond))
         }
         return DaemonConfiguration(database: database, api: api, reaper: reaper, merchants: merchants)
     }

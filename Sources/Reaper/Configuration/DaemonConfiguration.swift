@@ -15,7 +15,22 @@ public struct DaemonConfiguration: Sendable {
         public var baseURL: String = "https://api.mch.weixin.qq.com"
         /// The longest one call may take, connecting and reading included.
         public var timeoutSeconds: Double = 10
+        /// Where calls go when the primary fails at the connection level or with HTTP 5xx; nil for none.
+        public var backupBaseURL: String? = "https://api2.mch.weixin.qq.com"
+        /// While on the backup, one call at most this often probes the primary.
+        public var probeIntervalSeconds: Double = 30
         public init() {}
+    }
+
+    /// When to confirm a close with an order query, beyond the cases where its outcome is unknown.
+    public enum ConfirmMode: String, Sendable, Equatable, CaseIterable {
+        /// Query only when the outcome is unclear (an expired lease, repeated rate limiting,
+        /// the last attempt) and after ORDERPAID to record the payment.
+        case none
+        /// Query before every close; close only a `NOTPAY` order.
+        case before
+        /// Query after every successful close; a paid answer wins over the close.
+        case after
     }
 
     public struct ReaperSettings: Sendable, Equatable {
@@ -28,6 +43,7 @@ public struct DaemonConfiguration: Sendable {
         public var backoffBaseSeconds: Double = 30
         public var backoffMaxSeconds: Double = 3600
         public var leaseSeconds: Int64 = 120
+        public var confirm: ConfirmMode = .none
         public init() {}
 
         /// WeChat Pay forbids closing an order within 5 minutes of its creation.
@@ -47,12 +63,17 @@ public struct DaemonConfiguration: Sendable {
         /// Where the key was read from (shown in logs; the key itself never is).
         public var keySource: String
         public var key: MerchantKey
+        /// Calls per second this merchant may make at most, across all workers; nil for no limit.
+        public var maxRequestsPerSecond: Double?
 
-        public init(mchID: String, signType: SignType, keySource: String, key: MerchantKey) {
+        public init(
+            mchID: String, signType: SignType, keySource: String, key: MerchantKey, maxRequestsPerSecond: Double? = nil
+        ) {
             self.mchID = mchID
             self.signType = signType
             self.keySource = keySource
             self.key = key
+            self.maxRequestsPerSecond = maxRequestsPerSecond
         }
     }
 
@@ -70,12 +91,16 @@ public struct DaemonConfiguration: Sendable {
 
     /// The effective configuration as one log-friendly line, without any key.
     public var summaryWithoutSecrets: String {
-        let merchantList = merchants.map { "\($0.mchID)(\($0.signType.rawValue), key from \($0.keySource))" }
-        return "database=\(database) api.base_url=\(api.baseURL) api.timeout_seconds=\(api.timeoutSeconds) "
+        let merchantList = merchants.map { merchant in
+            let limit = merchant.maxRequestsPerSecond.map { ", at most \($0)/s" } ?? ""
+            return "\(merchant.mchID)(\(merchant.signType.rawValue), key from \(merchant.keySource)\(limit))"
+        }
+        return "database=\(database) api.base_url=\(api.baseURL) api.backup_base_url=\(api.backupBaseURL ?? "none") "
+            + "api.timeout_seconds=\(api.timeoutSeconds) api.probe_interval_seconds=\(api.probeIntervalSeconds) "
             + "reaper.poll_interval_seconds=\(reaper.pollIntervalSeconds) reaper.concurrency=\(reaper.concurrency) "
             + "reaper.batch_size=\(reaper.batchSize) reaper.min_order_age_seconds=\(reaper.minOrderAgeSeconds) "
             + "reaper.payment_timeout_seconds=\(reaper.paymentTimeoutSeconds) reaper.max_attempts=\(reaper.maxAttempts) "
             + "reaper.backoff_base_seconds=\(reaper.backoffBaseSeconds) reaper.backoff_max_seconds=\(reaper.backoffMaxSeconds) "
-            + "reaper.lease_seconds=\(reaper.leaseSeconds) merchants=[\(merchantList.joined(separator: ", "))]"
+            + "reaper.lease_seconds=\(reaper.leaseSeconds) reaper.confirm=\(reaper.confirm.rawValue) merchants=[\(merchantList.joined(separator: ", "))]"
     }
 }

@@ -56,39 +56,3 @@ public struct OrderIdentity: Sendable, Equatable {
         return "byte 0x" + String(byte, radix: 16, uppercase: true)
     }
 }
-
-/// Builds signed API v2 request bodies.
-public enum CloseOrderRequest {
-    /// The signed parameters of a `/pay/closeorder` call.
-    public static func parameters(
-        for order: OrderIdentity, nonce: String, key: MerchantKey, signType: SignType
-    ) -> [String: String] {
-        var fields = [
-            "appid": order.appid,
-            "mch_id": order.mchID,
-            "out_trade_no": order.outTradeNo,
-            "nonce_str": nonce,
-            "sign_type": signType.rawValue,
-        ]
-        if let subAppID = order.subAppID, !subAppID.isEmpty { fields["sub_appid"] = subAppID }
-        if let subMchID = order.subMchID, !subMchID.isEmpty { fields["sub_mch_id"] = subMchID }
-        fields["sign"] = Signature.sign(fields, key: key, type: signType)
-        return fields
-    }
-
-    /// The XML body of a `/pay/closeorder` call with a fresh nonce.
-    public static func body(for order: OrderIdentity, key: MerchantKey, signType: SignType) -> String {
-        FlatXML.encode(parameters(for: order, nonce: Nonce.make(), key: key, signType: signType))
-    }
-}
-
-/// Fresh random `nonce_str` values.
-public enum Nonce {
-    /// 32 random characters from `0-9 A-Z a-z`, from the system's secure generator.
-    public static func make() -> String {
-        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in alphabet[Int(generator.next(upperBound: UInt32(alphabet.count)))] }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-}

@@ -1,0 +1,59 @@
+import GRDB
+
+/// Which failed orders `closeorderd retry` moves back to `pending`.
+public struct RequeueSelection: Sendable, Equatable {
+    public var outTradeNo: String?
+    public var errCode: String?
+    public var mchID: String?
+
+    public init(outTradeNo: String? = nil, errCode: String? = nil, mchID: String? = nil) {
+        self.outTradeNo = outTradeNo
+        self.errCode = errCode
+        self.mchID = mchID
+    }
+}
+
+extension OrderStore {
+    /// Moves the selected `failed` orders back to `pending` with their attempts reset, so
+    /// they are closed at the next poll; their history is kept and gains a `requeued` line.
+    /// Returns how many were moved.
+    public func requeueFailed(_ selection: RequeueSelection, now: Int64) async throws(StoreError) -> Int {
+        try await run {
+            try await writer.write { db in
+                var conditions = ["state = 'failed'"]
+                var arguments: [any DatabaseValueConvertible] = []
+                if let number = selection.outTradeNo {
+                    conditions.append("out_trade_no = ?")
+                    arguments.append(number)
+                }
+                if let code = selection.errCode {
+                    conditions.append("err_code IS ?")
+                    arguments.append(code)
+                }
+                if let mchID = selection.mchID {
+                    conditions.append("mch_id = ?")
+                    arguments.append(mchID)
+                }
+                let ids = try Int64.fetchAll(
+                    db, sql: "SELECT id FROM orders WHERE \(conditions.joined(separator: " AND "))",
+                    arguments: StatementArguments(arguments))
+                for id in ids {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, err_code, message)
+                            SELECT id, attempts, ?, ?, 'requeued', err_code,
+                                   'requeued by an operator (closeorderd retry); was: ' || coalesce(last_error, 'failed')
+                              FROM orders WHERE id = ?
+                            """, arguments: [now, now, id])
+                    try db.execute(
+                        sql: """
+                            UPDATE orders SET state = 'pending', attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                   updated_at = ?
+                             WHERE id = ? AND state = 'failed'
+                            """, arguments: [now, id])
+                }
+                return ids.count
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+
+/// Lets at most a merchant's rate of calls go out in any window, across all of this
+/// process's workers, and slows a merchant down on its own when WeChat Pay says it calls
+/// too often.
+///
+/// At rate r, calls are let through at least 1/r seconds apart, measured from when the
+/// previous one was actually let through, so late wake-ups never bunch calls together.
+///
+/// A merchant's limit is `max_requests_per_second` (none by default). On `FREQUENCY_LIMITED`
+/// it halves: from the limit in force, or without one from the rate of the last second.
+/// After `recoveryInterval` without another such answer it grows by half, until it is back
+/// at the configured limit (or, with none configured, past `unlimitedAbove`, when it is lifted).
+public actor MerchantRateLimiter {
+    struct Merchant {
+        var configured: Double?
+        var adaptive: Double?
+        /// The earliest the next call may go.
+        var nextSlot: ContinuousClock.Instant = .now
+        /// When calls were let through in the last second, oldest first.
+        var grants: [ContinuousClock.Instant] = []
+        var lastThrottle: ContinuousClock.Instant?
+        var lastRecovery: ContinuousClock.Instant?
+
+        var rate: Double? {
+            switch (configured, adaptive) {
+            case (let configured?, let adaptive?): min(configured, adaptive)
+            case (let configured?, nil): configured
+            case (nil, let adaptive?): adaptive
+            case (nil, nil): nil
+            }
+        }
+    }
+
+    private var merchants: [String: Merchant] = [:]
+    let recoveryInterval: Duration
+    let unlimitedAbove: Double
+
+    public init(recoveryInterval: Duration = .seconds(10), unlimitedAbove: Double = 1000) {
+        self.recoveryInterval = recoveryInterval
+        self.unlimitedAbove = unlimitedAbove
+    }
+
+    /// Sets the configured limits (on start and on reload); adaptive slow-downs are kept.
+    public func configure(_ limits: [String: Double?]) {
+        for (mchID, limit) in limits { merchants[mchID, default: Merchant()].configured = limit }
+    }
+
+    /// The calls per second `mchID` may make now; nil for no limit.
+    public func currentRate(_ mchID: String) -> Double? { merchants[mchID]?.rate }
+
+    /// Waits until `mchID` may make a call, and counts it.
+    public func acquire(_ mchID: String) async {
+        while true {
+            let now = ContinuousClock.now
+            var merchant = merchants[mchID, default: Merchant()]
+            recover(&merchant, now: now)
+            merchant.grants.removeFirst(merchant.grants.prefix { now - $0 >= .seconds(1) }.count)
+            guard merchant.rate != nil, now < merchant.nextSlot else {
+                merchant.grants.append(now)
+                if let rate = merchant.rate { merchant.nextSlot = now + .nanoseconds(Int64(1_000_000_000 / rate)) }
+                merchants[mchID] = merchant
+                return
+            }
+            merchants[mchID] = merchant
+            try? await Task.sleep(for: merchant.nextSlot - now)
+            if Task.isCancelled { return }
+        }
+    }
+
+    /// WeChat Pay said `mchID` calls too often: halve its rate.
+    public func throttled(_ mchID: String) {
+        let now = ContinuousClock.now
+        var merchant = merchants[mchID, default: Merchant()]
+        // Several calls in flight may all come back limited: one slow-down per second.
+        if let last = merchant.lastThrottle, now - last < .seconds(1) { return }
+        let observed = Double(merchant.grants.filter { now - $0 <= .seconds(1) }.count)
+        let base = merchant.rate ?? max(observed, 1)
+        merchant.adaptive = max(0.1, base / 2)
+        merchant.lastThrottle = now
+        merchant.lastRecovery = now
+        merchants[mchID] = merchant
+    }
+
+    private func recover(_ merchant: inout Merchant, now: ContinuousClock.Instant) {
+        guard let adaptive = merchant.adaptive, let last = merchant.lastRecovery, now - last >= recoveryInterval else { return }
+        let raised = adaptive * 1.5
+        if let configured = merchant.configured, raised >= configured {
+            merchant.adaptive = nil
+        } else if merchant.configured == nil && raised >= unlimitedAbove {
+            merchant.adaptive = nil
+        } else {
+            merchant.adaptive = raised
+        }
+        merchant.lastRecovery = now
+    }
+}
