@@ -18,6 +18,8 @@ public final class OrderStore: Sendable {
 
     let writer: any DatabaseWriter
     public let path: String
+    /// The device and inode of the file when it was opened, to notice it being replaced or deleted.
+    let fileIdentity: FileIdentity?
 
     /// Opens (creating if needed) the database for reading and writing, in WAL mode.
     public init(path: String, busyTimeout: TimeInterval = OrderStore.defaultBusyTimeout) throws(StoreError) {
@@ -34,11 +36,31 @@ public final class OrderStore: Sendable {
         } catch {
             throw StoreError(path: path, underlying: error)
         }
+        fileIdentity = FileIdentity(path: path)
     }
 
     private init(path: String, reader: DatabaseQueue) {
         self.path = path
         self.writer = reader
+        self.fileIdentity = FileIdentity(path: path)
+    }
+
+    /// Fails if the file at `path` is no longer the one this store opened: it was deleted or
+    /// replaced (restored from a backup, moved aside). Writing on would go to a file nobody
+    /// reads; the daemon stops instead, and its supervisor starts it again on the new file.
+    public func verifyFileIsStillOurs() throws(StoreError) {
+        guard let fileIdentity else { return }
+        guard let current = FileIdentity(path: path) else {
+            throw StoreError(
+                path: path,
+                message: "database \(path) was deleted while closeorderd had it open; restart to create or open it again")
+        }
+        guard current == fileIdentity else {
+            throw StoreError(
+                path: path,
+                message:
+                    "database \(path) was replaced by another file while closeorderd had it open; restart to open the new one")
+        }
     }
 
     /// Opens an existing database read-only, for `closeorderd query`: it never writes and
@@ -88,6 +110,19 @@ public final class OrderStore: Sendable {
     }
 }
 
+/// Which file a path names: its device and inode.
+struct FileIdentity: Equatable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+    }
+}
+
 /// A database failure, with the file it concerns and a sentence saying what went wrong.
 public struct StoreError: Error, CustomStringConvertible {
     public let path: String
@@ -107,6 +142,7 @@ public struct StoreError: Error, CustomStringConvertible {
                 case .SQLITE_CANTOPEN: " (check that the file's directory exists and is writable)"
                 case .SQLITE_READONLY: " (the file or its directory is not writable by this user)"
                 case .SQLITE_FULL: " (the disk is full)"
+                case .SQLITE_IOERR: " (check the disk: is it full, read-only or failing?)"
                 default: ""
                 }
             self.message = "database \(path): \(error.message ?? "\(error.resultCode)")\(hint)"

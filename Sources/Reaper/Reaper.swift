@@ -67,8 +67,16 @@ public struct Reaper: Service {
         let slots = InFlightSlots(capacity: live.configuration.reaper.concurrency)
         var claimedTotal = 0
         var claimError: StoreError?
+        var fatalError: StoreError?
         await withDiscardingTaskGroup { group in
             polling: while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                do throws(StoreError) {
+                    try store.verifyFileIsStillOurs()
+                } catch {
+                    logger.critical("\(error.message)")
+                    fatalError = error
+                    break polling
+                }
                 let (configuration, client) = live.current
                 let settings = configuration.reaper
                 await limiter.configure(Dictionary(configuration.merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 })
@@ -125,7 +133,7 @@ public struct Reaper: Service {
                 }
             }
         }
-        if let claimError { throw claimError }
+        if let error = fatalError ?? claimError { throw error }
         return claimedTotal
     }
 

@@ -63,10 +63,14 @@ public final class SimulatedWeChatPay: Sendable {
 
     let keys: [String: MerchantKey]
     private let state: NIOLockedValueBox<State>
+    /// Every signed call, one line each (`unix_ms endpoint out_trade_no mch_id`), appended
+    /// as it arrives: a record that outlives the simulator being killed.
+    let callLog: FileHandle?
 
-    public init(keys: [String: MerchantKey], behaviour: SimulatorBehaviour = SimulatorBehaviour()) {
+    public init(keys: [String: MerchantKey], behaviour: SimulatorBehaviour = SimulatorBehaviour(), callLog: FileHandle? = nil) {
         self.keys = keys
         self.state = NIOLockedValueBox(State(behaviour: behaviour))
+        self.callLog = callLog
     }
 
     public var behaviour: SimulatorBehaviour {
@@ -127,7 +131,10 @@ public final class SimulatedWeChatPay: Sendable {
         let context = AnswerContext(request: fields, key: key, signType: signType, delay: delay)
 
         let arrived = Date().timeIntervalSince1970
-        state.withLockedValue { $0.stats.callTimes.append(arrived) }
+        state.withLockedValue { state in
+            state.stats.callTimes.append(arrived)
+            callLog?.write(Data("\(Int64(arrived * 1000)) \(endpoint.name) \(outTradeNo) \(mchID)\n".utf8))
+        }
         if endpoint == .close { countCall(outTradeNo, fields: fields) }
         if endpoint == .query { state.withLockedValue { $0.stats.queryCalls[outTradeNo, default: 0] += 1 } }
         if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
@@ -151,7 +158,10 @@ public final class SimulatedWeChatPay: Sendable {
         }
     }
 
-    enum Endpoint { case close, query }
+    enum Endpoint {
+        case close, query
+        var name: String { self == .close ? "closeorder" : "orderquery" }
+    }
 
     struct AnswerContext {
         let request: [String: String]

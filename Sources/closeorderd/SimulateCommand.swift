@@ -48,6 +48,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "OUT_TRADE_NO=FAULT[:N]: misbehave for this order, on its first N calls or all (repeatable).")
     var fault: [String] = []
 
+    @Option(help: "Append one line per signed call to this file: unix_ms endpoint out_trade_no mch_id.")
+    var callLog: String?
+
     func run() async throws {
         var merchantKeys: [String: MerchantKey] = [:]
         for entry in keys {
@@ -68,10 +71,20 @@ struct SimulateCommand: AsyncParsableCommand {
         let hostPort = listen.split(separator: ":", omittingEmptySubsequences: false)
         guard hostPort.count == 2, let port = Int(hostPort[1]) else { throw ValidationError("--listen takes HOST:PORT") }
 
+        var logHandle: FileHandle?
+        if let callLog {
+            if !FileManager.default.fileExists(atPath: callLog) { FileManager.default.createFile(atPath: callLog, contents: nil) }
+            guard let handle = FileHandle(forWritingAtPath: callLog) else {
+                throw ValidationError("cannot write --call-log \(callLog)")
+            }
+            handle.seekToEndOfFile()
+            logHandle = handle
+        }
         let simulator = SimulatedWeChatPay(
             keys: merchantKeys,
             behaviour: SimulatorBehaviour(
-                latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate))
+                latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate),
+            callLog: logHandle)
         paid.forEach(simulator.markPaid)
         closed.forEach(simulator.markClosed)
         paying.forEach(simulator.markPaying)
