@@ -5,7 +5,9 @@ let package = Package(
     name: "closeorderd",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "closeorderd", targets: ["closeorderd"])
+        .executable(name: "closeorderd", targets: ["closeorderd"]),
+        // The protocol module alone, for the fuzz package in fuzz/.
+        .library(name: "WeChatPay", targets: ["WeChatPay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
