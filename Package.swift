@@ -70,6 +70,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "EmbedMigrations"),
+        // The poll's cost on a million-row table, for bench/run.
+        .executableTarget(name: "PollBench", dependencies: ["OrderStore"], path: "bench/PollBench"),
         .plugin(
             name: "EmbedMigrationsPlugin",
             capability: .buildTool(),

@@ -93,6 +93,13 @@ extension OrderStore {
                         """,
                     arguments: arguments)
                 var claimed: [ClaimedOrder] = []
+                let claim = try db.cachedStatement(
+                    sql: """
+                        UPDATE orders
+                           SET state = 'closing', attempts = attempts + 1, lease_token = ?,
+                               lease_expires_at = ?, updated_at = ?
+                         WHERE id = ?
+                        """)
                 for row in rows {
                     let id: Int64 = row["id"]
                     let attempts: Int = row["attempts"]
@@ -101,14 +108,7 @@ extension OrderStore {
                         try Self.abandon(db, id: id, attempts: attempts, now: now)
                         continue
                     }
-                    try db.execute(
-                        sql: """
-                            UPDATE orders
-                               SET state = 'closing', attempts = attempts + 1, lease_token = ?,
-                                   lease_expires_at = ?, updated_at = ?
-                             WHERE id = ?
-                            """,
-                        arguments: [token, leaseExpiresAt, now, id])
+                    try claim.execute(arguments: [token, leaseExpiresAt, now, id])
                     claimed.append(
                         ClaimedOrder(
                             id: id, mchID: row["mch_id"] ?? "", appid: row["appid"] ?? "",

@@ -114,7 +114,7 @@ extension OrderStore {
 
     private static func record(_ record: AttemptRecord, in db: Database) throws -> WriteBackResult {
         let lastError: String? = record.newState == .closed ? nil : record.message
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 UPDATE orders
                    SET state = :state, next_attempt_at = :next, err_code = :errCode,
@@ -128,7 +128,8 @@ extension OrderStore {
                        closed_at = CASE WHEN :state = 'closed' THEN :now ELSE closed_at END,
                        lease_token = NULL, lease_expires_at = NULL, updated_at = :now
                  WHERE id = :id AND state = 'closing' AND lease_token = :token
-                """,
+                """
+        ).execute(
             arguments: [
                 "state": record.newState.rawValue, "next": record.nextAttemptAt, "errCode": record.errCode,
                 "errCodeDes": record.errCodeDes, "lastError": lastError, "refund": record.refundsAttempt ? 1 : 0,
@@ -153,14 +154,15 @@ extension OrderStore {
                     call: "", host: "", outcome: record.outcomeWithoutCall, message: record.message,
                     startedAt: record.startedAt, finishedAt: record.finishedAt)
             ] : record.calls
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO close_attempts
+                    (order_id, attempt, call, host, started_at, finished_at, latency_ms, outcome, http_status,
+                     err_code, err_code_des, message)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
         for (index, call) in calls.enumerated() {
-            try db.execute(
-                sql: """
-                    INSERT INTO close_attempts
-                        (order_id, attempt, call, host, started_at, finished_at, latency_ms, outcome, http_status,
-                         err_code, err_code_des, message)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+            try insert.execute(
                 arguments: [
                     record.orderID, record.attempt, call.call.isEmpty ? nil : call.call, call.host.isEmpty ? nil : call.host,
                     call.startedAt, call.finishedAt, call.latencyMilliseconds, call.outcome, call.httpStatus,

@@ -25,6 +25,7 @@ public struct Reaper: Service {
     public let breaker: OutageBreaker
     /// Spaces each merchant's calls.
     public let limiter: MerchantRateLimiter
+    let writeBacks: WriteBackBatcher
 
     public init(
         live: LiveConfiguration, store: OrderStore, logger: Logger, observer: (any ReaperObserver)? = nil,
@@ -40,6 +41,7 @@ public struct Reaper: Service {
         self.breaker = breaker
         self.limiter = limiter
         self.clock = clock
+        self.writeBacks = WriteBackBatcher(store: store)
     }
 
     public init(
@@ -167,19 +169,18 @@ public struct Reaper: Service {
         }
         if let host = record.calls.last?.host, host != live.client.hosts.primary { metadata["host"] = "\(host)" }
         for attempt in 1...5 {
-            do {
-                let results = try await store.record([record])
-                if case .superseded(let current) = results.first {
-                    metadata["row_state"] = "\(current?.rawValue ?? "deleted")"
-                    logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
-                } else {
-                    count(record.newState)
-                    let level: Logger.Level =
-                        record.newState == .failed ? .error : (record.newState == .pending ? .warning : .info)
-                    logger.log(level: level, "\(record.message)", metadata: metadata)
-                }
+            switch await writeBacks.write(record) {
+            case .success(.superseded(let current)):
+                metadata["row_state"] = "\(current?.rawValue ?? "deleted")"
+                logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
                 return
-            } catch {
+            case .success(.applied):
+                count(record.newState)
+                let level: Logger.Level =
+                    record.newState == .failed ? .error : (record.newState == .pending ? .warning : .info)
+                logger.log(level: level, "\(record.message)", metadata: metadata)
+                return
+            case .failure(let error):
                 logger.error(
                     "cannot record the outcome (try \(attempt) of 5)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 try? await Task.sleep(for: .seconds(1))

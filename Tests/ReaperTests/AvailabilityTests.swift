@@ -130,10 +130,11 @@ import WeChatPay
         #expect(try await world.database.store.orders(inState: .closed, limit: 100).count == 25)
         let times = world.stats.callTimes.sorted()
         #expect(times.count == 25)
-        // The limiter lets calls out at least 100 ms apart: 25 calls span at least 2.4 s at the
-        // simulator, however loaded the machine is (load only spreads them further).
-        let span = try #require(times.last) - (try #require(times.first))
-        #expect(span >= 2.35, "25 calls arrived within \(span) s")
+        // The limiter lets calls out at least 100 ms apart: after the first call (which also
+        // opens the connection), 24 calls span at least 2.3 s at the simulator, less a little
+        // scheduling jitter; load only spreads them further.
+        let span = try #require(times.last) - times[1]
+        #expect(span >= 2.2, "24 calls arrived within \(span) s")
         // Within any one second, 10 calls plus a little for scheduling jitter between the
         // limiter and the server's clock.
         let busiest = times.indices.map { start in times[start...].prefix { $0 < times[start] + 1 }.count }.max() ?? 0
