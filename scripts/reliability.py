@@ -79,7 +79,7 @@ class World:
                 time.sleep(0.1)
         raise RuntimeError("simulator did not restart")
 
-    def write_config(self, **reaper):
+    def write_config(self, max_requests_per_second=None, **reaper):
         settings = {"poll_interval_seconds": 0.2, "concurrency": 16, "backoff_base_seconds": 1, "backoff_max_seconds": 2,
                     "lease_seconds": 5, "max_attempts": 10}
         settings.update(reaper)
@@ -88,6 +88,8 @@ class World:
                  f"  timeout_seconds: {timeout}", "reaper:"]
         lines += [f"  {key}: {value}" for key, value in settings.items()]
         lines += ["merchants:", f'  - mch_id: "{MCH_ID}"', "    sign_type: HMAC-SHA256", f"    key_file: {self.key_file}"]
+        if max_requests_per_second:
+            lines.append(f"    max_requests_per_second: {max_requests_per_second}")
         self.config = os.path.join(self.dir, "config.yaml")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -81,16 +81,17 @@ extension OrderStore {
         return try await run {
             // An idle poll only reads: no write lock is taken, nothing is written.
             let anyDue = try await writer.read { [arguments] db in
-                try Bool.fetchOne(db, sql: "SELECT EXISTS (\(Self.dueOrderIDsSQL))", arguments: arguments) ?? false
+                try Bool.fetchOne(
+                    db.cachedStatement(sql: "SELECT EXISTS (\(Self.dueOrderIDsSQL))"), arguments: arguments) ?? false
             }
             guard anyDue else { return [] }
             return try await writer.write { [arguments] db in
                 let rows = try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT id, mch_id, appid, out_trade_no, sub_mch_id, sub_appid, attempts, state, err_code, trade_state
-                          FROM orders WHERE id IN (SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit)
-                        """,
+                    db.cachedStatement(
+                        sql: """
+                            SELECT id, mch_id, appid, out_trade_no, sub_mch_id, sub_appid, attempts, state, err_code, trade_state
+                              FROM orders WHERE id IN (SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit)
+                            """),
                     arguments: arguments)
                 var claimed: [ClaimedOrder] = []
                 let claim = try db.cachedStatement(
@@ -118,6 +119,22 @@ extension OrderStore {
                             previousErrCode: row["err_code"], previousTradeState: row["trade_state"]))
                 }
                 return claimed
+            }
+        }
+    }
+
+    /// Hands claimed orders back unstarted: each becomes `pending` again with the claim's
+    /// attempt uncounted, if it still carries the claim's lease token.
+    public func release(_ orders: [ClaimedOrder], now: Int64) async throws(StoreError) {
+        try await run {
+            try await writer.write { db in
+                let release = try db.cachedStatement(
+                    sql: """
+                        UPDATE orders SET state = 'pending', attempts = attempts - 1, lease_token = NULL,
+                               lease_expires_at = NULL, updated_at = ?
+                         WHERE id = ? AND state = 'closing' AND lease_token = ?
+                        """)
+                for order in orders { try release.execute(arguments: [now, order.id, order.leaseToken]) }
             }
         }
     }

@@ -10,6 +10,13 @@ actor InFlightSlots {
 
     func take(_ count: Int) { inUse += count }
 
+    /// Takes one slot if one is free.
+    func tryTake() -> Bool {
+        guard inUse < capacity else { return false }
+        inUse += 1
+        return true
+    }
+
     /// A reload may change `concurrency`; calls in flight are not affected.
     func setCapacity(_ capacity: Int) {
         guard capacity != self.capacity else { return }

@@ -17,8 +17,10 @@ public actor MerchantRateLimiter {
         var adaptive: Double?
         /// The earliest the next call may go.
         var nextSlot: ContinuousClock.Instant = .now
-        /// When calls were let through in the last second, oldest first.
-        var grants: [ContinuousClock.Instant] = []
+        /// Calls let through in the current one-second window, and in the one before.
+        var windowStart: ContinuousClock.Instant = .now
+        var callsThisWindow = 0
+        var callsLastWindow = 0
         var lastThrottle: ContinuousClock.Instant?
         var lastRecovery: ContinuousClock.Instant?
 
@@ -53,19 +55,32 @@ public actor MerchantRateLimiter {
     public func acquire(_ mchID: String) async {
         while true {
             let now = ContinuousClock.now
-            var merchant = merchants[mchID, default: Merchant()]
-            recover(&merchant, now: now)
-            merchant.grants.removeFirst(merchant.grants.prefix { now - $0 >= .seconds(1) }.count)
-            guard merchant.rate != nil, now < merchant.nextSlot else {
-                merchant.grants.append(now)
-                if let rate = merchant.rate { merchant.nextSlot = now + .nanoseconds(Int64(1_000_000_000 / rate)) }
-                merchants[mchID] = merchant
-                return
-            }
-            merchants[mchID] = merchant
-            try? await Task.sleep(for: merchant.nextSlot - now)
+            // Mutated in place: a copy of the entry per call would cost more than the call.
+            let wait: Duration? = Self.tryAcquire(
+                &merchants[mchID, default: Merchant()], now: now, recoveryInterval: recoveryInterval,
+                unlimitedAbove: unlimitedAbove)
+            guard let wait else { return }
+            try? await Task.sleep(for: wait)
             if Task.isCancelled { return }
         }
+    }
+
+    /// Lets a call through (nil) or says how long to wait.
+    private static func tryAcquire(
+        _ merchant: inout Merchant, now: ContinuousClock.Instant, recoveryInterval: Duration, unlimitedAbove: Double
+    ) -> Duration? {
+        recover(&merchant, now: now, recoveryInterval: recoveryInterval, unlimitedAbove: unlimitedAbove)
+        if let rate = merchant.rate {
+            guard now >= merchant.nextSlot else { return merchant.nextSlot - now }
+            merchant.nextSlot = now + .nanoseconds(Int64(1_000_000_000 / rate))
+        }
+        if now - merchant.windowStart >= .seconds(1) {
+            merchant.callsLastWindow = now - merchant.windowStart >= .seconds(2) ? 0 : merchant.callsThisWindow
+            merchant.callsThisWindow = 0
+            merchant.windowStart = now
+        }
+        merchant.callsThisWindow += 1
+        return nil
     }
 
     /// WeChat Pay said `mchID` calls too often: halve its rate.
@@ -74,7 +89,7 @@ public actor MerchantRateLimiter {
         var merchant = merchants[mchID, default: Merchant()]
         // Several calls in flight may all come back limited: one slow-down per second.
         if let last = merchant.lastThrottle, now - last < .seconds(1) { return }
-        let observed = Double(merchant.grants.filter { now - $0 <= .seconds(1) }.count)
+        let observed = Double(max(merchant.callsThisWindow, merchant.callsLastWindow))
         let base = merchant.rate ?? max(observed, 1)
         merchant.adaptive = max(0.1, base / 2)
         merchant.lastThrottle = now
@@ -82,7 +97,9 @@ public actor MerchantRateLimiter {
         merchants[mchID] = merchant
     }
 
-    private func recover(_ merchant: inout Merchant, now: ContinuousClock.Instant) {
+    private static func recover(
+        _ merchant: inout Merchant, now: ContinuousClock.Instant, recoveryInterval: Duration, unlimitedAbove: Double
+    ) {
         guard let adaptive = merchant.adaptive, let last = merchant.lastRecovery, now - last >= recoveryInterval else { return }
         let raised = adaptive * 1.5
         if let configured = merchant.configured, raised >= configured {

@@ -65,68 +65,108 @@ public struct Reaper: Service {
         try await reap(untilIdle: true)
     }
 
+    /// The loop. Claims keep a small queue of orders ahead of the free call slots (at most one
+    /// more round of `concurrency`), so that a slot freed by a finished call is refilled at
+    /// once and claims go in batches; an order whose lease would run out before its call can
+    /// finish is handed back instead of called.
     private func reap(untilIdle: Bool) async throws -> Int {
         let slots = InFlightSlots(capacity: live.configuration.reaper.concurrency)
         var claimedTotal = 0
         var claimError: StoreError?
-        var fatalError: StoreError?
+        var fileError: StoreError?
+        var queued: [ClaimedOrder] = []
+        var handBack: [ClaimedOrder] = []
+        var exhausted = false
+        var configuredLimits: [String: Double?]?
         await withDiscardingTaskGroup { group in
             polling: while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 do throws(StoreError) {
                     try store.verifyFileIsStillOurs()
                 } catch {
                     logger.critical("\(error.message)")
-                    fatalError = error
+                    fileError = error
                     break polling
                 }
                 let (configuration, client) = live.current
                 let settings = configuration.reaper
-                await limiter.configure(Dictionary(configuration.merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 })
+                let limits = Dictionary(configuration.merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 }
+                if configuredLimits != limits {
+                    await limiter.configure(limits)
+                    configuredLimits = limits
+                }
                 await slots.setCapacity(settings.concurrency)
-                await slots.waitForFreeSlot()
-                if Task.isShuttingDownGracefully { break }
-                var wanted = min(settings.batchSize, await slots.free)
-                switch breaker.permission() {
-                case .claim:
-                    break
-                case .probe:
-                    wanted = 1
-                case .waitUntil(let instant):
-                    if untilIdle { break polling }
-                    try? await pause(until: instant, atMost: settings.pollIntervalSeconds)
-                    continue
-                }
-                let claimed: [ClaimedOrder]
-                do throws(StoreError) {
-                    claimed = try await store.claimDue(
-                        now: clock(), policy: settings.duePolicy, limit: wanted,
-                        leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
-                } catch {
-                    if untilIdle {
-                        claimError = error
-                        break
+
+                // Start queued orders while slots are free.
+                while !queued.isEmpty, await slots.tryTake() {
+                    let order = queued.removeFirst()
+                    guard order.leaseExpiresAt - clock() > Int64(configuration.api.timeoutSeconds.rounded(.up)) + 1 else {
+                        handBack.append(order)
+                        await slots.release()
+                        continue
                     }
-                    logger.error("cannot claim due orders; will retry", metadata: ["error": "\(error)"])
-                    observer?.pollFailed("\(error)")
-                    try? await pause(settings.pollIntervalSeconds)
-                    continue
-                }
-                if wanted == 1 && claimed.isEmpty { breaker.probeNotSent() }
-                await slots.take(claimed.count)
-                claimedTotal += claimed.count
-                for order in claimed {
                     group.addTask {
                         await self.close(order, configuration: configuration, client: client)
                         await slots.release()
                     }
                 }
-                observer?.pollSucceeded(
-                    PollReport(claimed: claimed.count, inFlight: await slots.inUse, totals: totals.current))
-                if claimed.count < wanted {
-                    if untilIdle { break }
-                    try? await pause(settings.pollIntervalSeconds)
+                if !handBack.isEmpty {
+                    await release(handBack)
+                    handBack.removeAll()
+                }
+
+                // Claim when the queue runs low.
+                var wanted = min(settings.batchSize, 2 * settings.concurrency - (await slots.inUse) - queued.count)
+                if !exhausted && queued.count < settings.concurrency && wanted > 0 {
+                    switch breaker.permission() {
+                    case .claim:
+                        break
+                    case .probe:
+                        wanted = 1
+                    case .waitUntil(let instant):
+                        await release(queued)
+                        queued.removeAll()
+                        if untilIdle { break polling }
+                        try? await pause(until: instant, atMost: settings.pollIntervalSeconds)
+                        continue
+                    }
+                    let claimed: [ClaimedOrder]
+                    do throws(StoreError) {
+                        claimed = try await store.claimDue(
+                            now: clock(), policy: settings.duePolicy, limit: wanted,
+                            leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
+                    } catch {
+                        if untilIdle {
+                            claimError = error
+                            break polling
+                        }
+                        logger.error("cannot claim due orders; will retry", metadata: ["error": "\(error)"])
+                        observer?.pollFailed("\(error)")
+                        try? await pause(settings.pollIntervalSeconds)
+                        continue
+                    }
+                    if wanted == 1 && claimed.isEmpty { breaker.probeNotSent() }
+                    queued += claimed
+                    claimedTotal += claimed.count
+                    exhausted = claimed.count < wanted
+                    observer?.pollSucceeded(
+                        PollReport(claimed: claimed.count, inFlight: await slots.inUse, totals: totals.current))
+                    if !claimed.isEmpty { continue }
+                }
+
+                if !queued.isEmpty {
+                    await slots.waitForFreeSlot()
+                } else if exhausted || wanted <= 0 {
+                    if untilIdle && exhausted { break polling }
+                    if exhausted {
+                        try? await pause(settings.pollIntervalSeconds)
+                        exhausted = false
+                    } else {
+                        await slots.waitForFreeSlot()
+                    }
                 }
             }
+            // Orders claimed but never started go back to pending at once.
+            await release(queued)
             let inFlight = await slots.inUse
             if Task.isShuttingDownGracefully {
                 observer?.draining(inFlight: inFlight)
@@ -135,8 +175,20 @@ public struct Reaper: Service {
                 }
             }
         }
-        if let error = fatalError ?? claimError { throw error }
+        if let error = fileError ?? claimError { throw error }
         return claimedTotal
+    }
+
+    /// Hands claimed orders back unstarted: `pending` again, the attempt not counted.
+    private func release(_ orders: [ClaimedOrder]) async {
+        guard !orders.isEmpty else { return }
+        do {
+            try await store.release(orders, now: clock())
+        } catch {
+            logger.error(
+                "cannot hand back claimed orders; they are claimed again when their lease expires",
+                metadata: ["error": "\(error)", "orders": "\(orders.count)"])
+        }
     }
 
     private func pause(until instant: ContinuousClock.Instant, atMost seconds: Double) async throws {

@@ -15,14 +15,24 @@ public enum FlatXML {
     /// Bodies longer than this are refused; WeChat's answers are about 1 KB.
     public static let maximumBodySize = 64 * 1024
 
-    /// `<xml>` with one child per field, in name order, each value in CDATA.
+    /// `<xml>` with one child per field, in name order, each value in CDATA (a `]]>` inside
+    /// a value is split across two CDATA sections).
     public static func encode(_ fields: [String: String]) -> String {
-        var out = "<xml>"
+        var out: [UInt8] = Array("<xml>".utf8)
         for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
-            let safe = value.replacingOccurrences(of: "]]>", with: "]]]]><![CDATA[>")
-            out += "<\(name)><![CDATA[\(safe)]]></\(name)>"
+            out += Array("<\(name)><![CDATA[".utf8)
+            var closing = 0  // how many of "]]" precede the current byte
+            for byte in value.utf8 {
+                if byte == UInt8(ascii: ">") && closing >= 2 {
+                    out += Array("]]><![CDATA[".utf8)
+                }
+                out.append(byte)
+                closing = byte == UInt8(ascii: "]") ? closing + 1 : 0
+            }
+            out += Array("]]></\(name)>".utf8)
         }
-        return out + "</xml>"
+        out += Array("</xml>".utf8)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The fields of a flat `<xml>` body, or an error saying what is wrong with it.

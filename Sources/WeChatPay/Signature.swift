@@ -16,7 +16,7 @@ public enum Signature {
     public static func canonicalString(_ parameters: [String: String]) -> String {
         parameters
             .filter { $0.key != "sign" && !$0.value.isEmpty }
-            .sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+            .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
             .map { "\($0.key)=\($0.value)" }
             .joined(separator: "&")
     }
@@ -44,7 +44,8 @@ public enum Signature {
             return false
         }
         let expected = sign(parameters, key: key, type: type)
-        return constantTimeEquals(Array(expected.utf8), Array(received.uppercased().utf8))
+        let receivedUppercase = received.utf8.map { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") ? $0 - 32 : $0 }
+        return constantTimeEquals(Array(expected.utf8), receivedUppercase)
     }
 
     static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -34,11 +34,23 @@ public enum V2Request {
 }
 /// Fresh random `nonce_str` values.
 public enum Nonce {
-    /// 32 random characters from `0-9 A-Z a-z`, from the system's secure generator.
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    /// 32 random characters from `0-9 A-Z a-z`, from the system's secure generator,
+    /// without modulo bias (bytes past the largest multiple of 62 are drawn again).
     public static func make() -> String {
-        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
         var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in alphabet[Int(generator.next(upperBound: UInt32(alphabet.count)))] }
-        return String(decoding: bytes, as: UTF8.self)
+        var characters: [UInt8] = []
+        characters.reserveCapacity(32)
+        while characters.count < 32 {
+            // Eight random bytes per system call.
+            var word = generator.next() as UInt64
+            for _ in 0..<8 where characters.count < 32 {
+                let byte = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                if byte < 248 { characters.append(alphabet[Int(byte % 62)]) }
+            }
+        }
+        return String(decoding: characters, as: UTF8.self)
     }
 }
