@@ -1,44 +1,54 @@
+import Synchronization
+
 /// Counts calls in flight and lets the poll loop wait until one of `capacity` slots is free.
-actor InFlightSlots {
-    private(set) var capacity: Int
-    private(set) var inUse = 0
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+/// A lock, not an actor: every call takes and releases a slot, and an executor hop each
+/// time cost more than the bookkeeping.
+final class InFlightSlots: Sendable {
+    private struct State {
+        var capacity: Int
+        var inUse = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
 
-    init(capacity: Int) { self.capacity = capacity }
+    private let state: Mutex<State>
 
-    var free: Int { capacity - inUse }
+    init(capacity: Int) { state = Mutex(State(capacity: capacity)) }
 
-    func take(_ count: Int) { inUse += count }
+    var inUse: Int { state.withLock { $0.inUse } }
 
     /// Takes one slot if one is free.
     func tryTake() -> Bool {
-        guard inUse < capacity else { return false }
-        inUse += 1
-        return true
+        state.withLock { state in
+            guard state.inUse < state.capacity else { return false }
+            state.inUse += 1
+            return true
+        }
     }
 
     /// A reload may change `concurrency`; calls in flight are not affected.
     func setCapacity(_ capacity: Int) {
-        guard capacity != self.capacity else { return }
-        self.capacity = capacity
-        wakeWaiters()
+        state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.capacity = capacity
+            return state.inUse < capacity ? state.waiter.take() : nil
+        }?.resume()
     }
 
     func release() {
-        inUse -= 1
-        wakeWaiters()
+        state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.inUse -= 1
+            return state.waiter.take()
+        }?.resume()
     }
 
-    private func wakeWaiters() {
-        let ready = waiters
-        waiters.removeAll()
-        for waiter in ready { waiter.resume() }
-    }
-
-    /// Returns once at least one slot is free.
+    /// Returns once at least one slot is free. Only the poll loop waits, so one waiter at most.
     func waitForFreeSlot() async {
-        while inUse >= capacity {
-            await withCheckedContinuation { waiters.append($0) }
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.inUse < state.capacity { return true }
+                state.waiter = waiter
+                return false
+            }
+            if ready { waiter.resume() }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Lets at most a merchant's rate of calls go out in any window, across all of this
 /// process's workers, and slows a merchant down on its own when WeChat Pay says it calls
@@ -11,7 +12,7 @@ import Foundation
 /// it halves: from the limit in force, or without one from the rate of the last second.
 /// After `recoveryInterval` without another such answer it grows by half, until it is back
 /// at the configured limit (or, with none configured, past `unlimitedAbove`, when it is lifted).
-public actor MerchantRateLimiter {
+public final class MerchantRateLimiter: Sendable {
     struct Merchant {
         var configured: Double?
         var adaptive: Double?
@@ -34,7 +35,7 @@ public actor MerchantRateLimiter {
         }
     }
 
-    private var merchants: [String: Merchant] = [:]
+    private let merchants = Mutex<[String: Merchant]>([:])
     let recoveryInterval: Duration
     let unlimitedAbove: Double
 
@@ -45,20 +46,24 @@ public actor MerchantRateLimiter {
 
     /// Sets the configured limits (on start and on reload); adaptive slow-downs are kept.
     public func configure(_ limits: [String: Double?]) {
-        for (mchID, limit) in limits { merchants[mchID, default: Merchant()].configured = limit }
+        merchants.withLock { merchants in
+            for (mchID, limit) in limits { merchants[mchID, default: Merchant()].configured = limit }
+        }
     }
 
     /// The calls per second `mchID` may make now; nil for no limit.
-    public func currentRate(_ mchID: String) -> Double? { merchants[mchID]?.rate }
+    public func currentRate(_ mchID: String) -> Double? { merchants.withLock { $0[mchID]?.rate } }
 
     /// Waits until `mchID` may make a call, and counts it.
     public func acquire(_ mchID: String) async {
         while true {
             let now = ContinuousClock.now
             // Mutated in place: a copy of the entry per call would cost more than the call.
-            let wait: Duration? = Self.tryAcquire(
-                &merchants[mchID, default: Merchant()], now: now, recoveryInterval: recoveryInterval,
-                unlimitedAbove: unlimitedAbove)
+            let wait: Duration? = merchants.withLock { merchants in
+                Self.tryAcquire(
+                    &merchants[mchID, default: Merchant()], now: now, recoveryInterval: recoveryInterval,
+                    unlimitedAbove: unlimitedAbove)
+            }
             guard let wait else { return }
             try? await Task.sleep(for: wait)
             if Task.isCancelled { return }
@@ -86,15 +91,17 @@ public actor MerchantRateLimiter {
     /// WeChat Pay said `mchID` calls too often: halve its rate.
     public func throttled(_ mchID: String) {
         let now = ContinuousClock.now
-        var merchant = merchants[mchID, default: Merchant()]
-        // Several calls in flight may all come back limited: one slow-down per second.
-        if let last = merchant.lastThrottle, now - last < .seconds(1) { return }
-        let observed = Double(max(merchant.callsThisWindow, merchant.callsLastWindow))
-        let base = merchant.rate ?? max(observed, 1)
-        merchant.adaptive = max(0.1, base / 2)
-        merchant.lastThrottle = now
-        merchant.lastRecovery = now
-        merchants[mchID] = merchant
+        merchants.withLock { merchants in
+            var merchant = merchants[mchID, default: Merchant()]
+            // Several calls in flight may all come back limited: one slow-down per second.
+            if let last = merchant.lastThrottle, now - last < .seconds(1) { return }
+            let observed = Double(max(merchant.callsThisWindow, merchant.callsLastWindow))
+            let base = merchant.rate ?? max(observed, 1)
+            merchant.adaptive = max(0.1, base / 2)
+            merchant.lastThrottle = now
+            merchant.lastRecovery = now
+            merchants[mchID] = merchant
+        }
     }
 
     private static func recover(

@@ -156,7 +156,7 @@ extension Reaper {
     /// Feeds a call's result to the outage breaker and the rate limiter.
     private func observe(_ symptom: FailureSymptom?, mchID: String, usable: Bool) {
         if symptom == .frequencyLimited {
-            Task { await limiter.throttled(mchID) }
+            limiter.throttled(mchID)
         }
         let outage = symptom?.isOutage == true
         if outage || usable {

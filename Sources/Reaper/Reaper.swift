@@ -91,22 +91,22 @@ public struct Reaper: Service {
                 let settings = configuration.reaper
                 let limits = Dictionary(configuration.merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 }
                 if configuredLimits != limits {
-                    await limiter.configure(limits)
+                    limiter.configure(limits)
                     configuredLimits = limits
                 }
-                await slots.setCapacity(settings.concurrency)
+                slots.setCapacity(settings.concurrency)
 
                 // Start queued orders while slots are free.
-                while !queued.isEmpty, await slots.tryTake() {
+                while !queued.isEmpty, slots.tryTake() {
                     let order = queued.removeFirst()
                     guard order.leaseExpiresAt - clock() > Int64(configuration.api.timeoutSeconds.rounded(.up)) + 1 else {
                         handBack.append(order)
-                        await slots.release()
+                        slots.release()
                         continue
                     }
                     group.addTask {
                         await self.close(order, configuration: configuration, client: client)
-                        await slots.release()
+                        slots.release()
                     }
                 }
                 if !handBack.isEmpty {
@@ -115,7 +115,7 @@ public struct Reaper: Service {
                 }
 
                 // Claim when the queue runs low.
-                var wanted = min(settings.batchSize, 2 * settings.concurrency - (await slots.inUse) - queued.count)
+                var wanted = min(settings.batchSize, 2 * settings.concurrency - slots.inUse - queued.count)
                 if !exhausted && queued.count < settings.concurrency && wanted > 0 {
                     switch breaker.permission() {
                     case .claim:
@@ -149,7 +149,7 @@ public struct Reaper: Service {
                     claimedTotal += claimed.count
                     exhausted = claimed.count < wanted
                     observer?.pollSucceeded(
-                        PollReport(claimed: claimed.count, inFlight: await slots.inUse, totals: totals.current))
+                        PollReport(claimed: claimed.count, inFlight: slots.inUse, totals: totals.current))
                     if !claimed.isEmpty { continue }
                 }
 
@@ -167,7 +167,7 @@ public struct Reaper: Service {
             }
             // Orders claimed but never started go back to pending at once.
             await release(queued)
-            let inFlight = await slots.inUse
+            let inFlight = slots.inUse
             if Task.isShuttingDownGracefully {
                 observer?.draining(inFlight: inFlight)
                 if inFlight > 0 {

@@ -143,25 +143,25 @@ import WeChatPay
 
     @Test func frequencyLimitedHalvesTheRateAndItRecoversGradually() async throws {
         let limiter = MerchantRateLimiter(recoveryInterval: .milliseconds(100), unlimitedAbove: 50)
-        await limiter.configure(["LIMITED": 40, "UNLIMITED": nil])
-        await limiter.throttled("LIMITED")
-        #expect(await limiter.currentRate("LIMITED") == 20)
+        limiter.configure(["LIMITED": 40, "UNLIMITED": nil])
+        limiter.throttled("LIMITED")
+        #expect(limiter.currentRate("LIMITED") == 20)
         try await Task.sleep(for: .milliseconds(120))
         await limiter.acquire("LIMITED")
-        #expect(await limiter.currentRate("LIMITED") == 30)
+        #expect(limiter.currentRate("LIMITED") == 30)
         try await Task.sleep(for: .milliseconds(120))
         await limiter.acquire("LIMITED")
-        #expect(await limiter.currentRate("LIMITED") == 40, "back at the configured limit, never above it")
+        #expect(limiter.currentRate("LIMITED") == 40, "back at the configured limit, never above it")
 
         for _ in 0..<8 { await limiter.acquire("UNLIMITED") }
-        #expect(await limiter.currentRate("UNLIMITED") == nil)
-        await limiter.throttled("UNLIMITED")
-        #expect(await limiter.currentRate("UNLIMITED") == 4, "half of the 8 calls made in the last second")
+        #expect(limiter.currentRate("UNLIMITED") == nil)
+        limiter.throttled("UNLIMITED")
+        #expect(limiter.currentRate("UNLIMITED") == 4, "half of the 8 calls made in the last second")
         for _ in 0..<10 {
             try await Task.sleep(for: .milliseconds(110))
             await limiter.acquire("UNLIMITED")
         }
-        #expect(await limiter.currentRate("UNLIMITED") == nil, "lifted again once past the ceiling")
+        #expect(limiter.currentRate("UNLIMITED") == nil, "lifted again once past the ceiling")
     }
 
     @Test func aFrequencyLimitedAnswerSlowsTheMerchantDown() async throws {
@@ -171,7 +171,7 @@ import WeChatPay
         world.simulator.simulator.setFault(FaultPlan(.returnFail, times: 1), for: "SLOWDOWN001")
         try await world.reaper.runOnce()
         try await DaemonProcess.waitUntil(timeout: 5, "the limiter hears of it") {
-            await world.reaper.limiter.currentRate(Fixtures.mchID) != nil
+            world.reaper.limiter.currentRate(Fixtures.mchID) != nil
         }
     }
 }
