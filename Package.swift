@@ -24,7 +24,10 @@ let package = Package(
         // The protocol: parameters, signatures, the flat-XML codec, outcomes. No I/O.
         .target(
             name: "WeChatPay",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
         ),
         // The order table: migrations (embedded from migrations/*.sql), claim, fenced write-back, queries.
         .target(
@@ -56,6 +59,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
         // systemd's notify protocol and journal detection, on the socket directly (no libsystemd).
@@ -65,6 +69,7 @@ let package = Package(
             dependencies: [
                 "WeChatPay", "OrderStore", "Reaper", "Simulator", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -11,9 +11,12 @@ extension Reaper {
         let identity = OrderIdentity(
             appid: order.appid, mchID: order.mchID, outTradeNo: order.outTradeNo,
             subAppID: order.subAppID, subMchID: order.subMchID)
-        if let problem = identity.problem() {
+        let merchant = configuration.merchant(order.mchID)
+        let problem: String? =
+            if case .v3 = merchant?.credentials { identity.v3Problem() } else { identity.problem() }
+        if let problem {
             attempt.finish(.failed, message: "not sent: \(problem)")
-        } else if let merchant = configuration.merchant(order.mchID) {
+        } else if let merchant {
             await run(&attempt, identity: identity, merchant: merchant, client: client)
         } else {
             attempt.finish(
@@ -33,7 +36,7 @@ extension Reaper {
             guard conclusion == .notPaid else { return conclude(&attempt, from: conclusion, afterClose: false) }
         }
         let (verdict, exchange) = await call(merchant.mchID) {
-            await client.close(identity, key: merchant.key, signType: merchant.signType)
+            await client.close(identity, credentials: merchant.credentials)
         }
         attempt.add(call: "closeorder", exchange: exchange, outcome: verdict.outcome.rawValue, verdict: verdict, clock: clock())
         observe(verdict.symptom, mchID: merchant.mchID, usable: verdict.outcome != .retry || verdict.symptom == .frequencyLimited)
@@ -52,6 +55,15 @@ extension Reaper {
             }
         case .closed:
             attempt.finish(.closed, verdict: verdict)
+        case .paymentUnderWay:
+            // Never close under a paying user: ask WeChat Pay what became of the payment.
+            let conclusion = await query(&attempt, identity: identity, merchant: merchant, client: client)
+            switch conclusion {
+            case .notPaid, .unclear, .failed:
+                conclude(&attempt, from: .paymentUnderWay(.userPaying), afterClose: false)
+            default:
+                conclude(&attempt, from: conclusion, afterClose: false)
+            }
         case .failed:
             attempt.finish(.failed, verdict: verdict)
         case .retry:
@@ -120,7 +132,7 @@ extension Reaper {
         _ attempt: inout Attempt, identity: OrderIdentity, merchant: DaemonConfiguration.Merchant, client: WeChatPayClient
     ) async -> QueryConclusion {
         let (conclusion, exchange) = await call(merchant.mchID) {
-            await client.query(identity, key: merchant.key, signType: merchant.signType)
+            await client.query(identity, credentials: merchant.credentials)
         }
         let (outcome, message, symptom): (String, String, FailureSymptom?) =
             switch conclusion {

@@ -15,7 +15,8 @@ public struct Exchange: Sendable {
     public var latencyMilliseconds: Int
 }
 
-/// Calls WeChat Pay v2 over HTTP: `/pay/closeorder` and `/pay/orderquery`.
+/// Calls WeChat Pay over HTTP: API v2 `/pay/closeorder` and `/pay/orderquery` (signed XML),
+/// and API v3 close and query (RSA-signed JSON, answers verified).
 ///
 /// Connections are kept alive and reused, up to `maxConnections` per host; redirects are
 /// refused (a payment API does not redirect); each call is bounded by `timeoutSeconds`
@@ -48,25 +49,70 @@ public final class WeChatPayClient: Sendable {
     public var baseURL: String { hosts.primary }
 
     /// Closes one order. Never throws: a failure to get a usable answer is a `.retry` verdict.
-    public func close(_ order: OrderIdentity, key: MerchantKey, signType: SignType) async -> (CloseVerdict, Exchange) {
-        let (answer, exchange) = await call(.closeOrder, body: V2Request.body(for: order, key: key, signType: signType))
-        switch answer {
-        case .success(let (status, body)):
-            return (CloseOrderResponse.interpret(status: status, body: body, order: order, key: key), exchange)
-        case .failure(let unusable):
-            return (CloseVerdict(unusable), exchange)
+    public func close(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (CloseVerdict, Exchange) {
+        switch credentials {
+        case .v2(let key, let signType):
+            let (answer, exchange) = await call(
+                V2Endpoint.closeOrder.rawValue, method: .POST, headers: Self.xmlHeaders,
+                body: V2Request.body(for: order, key: key, signType: signType))
+            switch answer {
+            case .success(let answer):
+                return (CloseOrderResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
+            case .failure(let unusable):
+                return (CloseVerdict(unusable), exchange)
+            }
+        case .v3(let credentials):
+            let (answer, exchange) = await callV3(V3Request.close(order), credentials: credentials)
+            switch answer {
+            case .success(let answer):
+                return (V3Answer.closeVerdict(answer, credentials: credentials, now: Self.now()), exchange)
+            case .failure(let unusable):
+                return (CloseVerdict(unusable), exchange)
+            }
         }
     }
 
     /// Asks for the order's trade state. Never throws: no usable answer is `.unclear`.
-    public func query(_ order: OrderIdentity, key: MerchantKey, signType: SignType) async -> (QueryConclusion, Exchange) {
-        let (answer, exchange) = await call(.orderQuery, body: V2Request.body(for: order, key: key, signType: signType))
-        switch answer {
-        case .success(let (status, body)):
-            return (OrderQueryResponse.interpret(status: status, body: body, order: order, key: key), exchange)
-        case .failure(let unusable):
-            return (.unclear(unusable, errCode: nil), exchange)
+    public func query(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (QueryConclusion, Exchange) {
+        switch credentials {
+        case .v2(let key, let signType):
+            let (answer, exchange) = await call(
+                V2Endpoint.orderQuery.rawValue, method: .POST, headers: Self.xmlHeaders,
+                body: V2Request.body(for: order, key: key, signType: signType))
+            switch answer {
+            case .success(let answer):
+                return (OrderQueryResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
+            case .failure(let unusable):
+                return (.unclear(unusable, errCode: nil), exchange)
+            }
+        case .v3(let credentials):
+            let (answer, exchange) = await callV3(V3Request.query(order), credentials: credentials)
+            switch answer {
+            case .success(let answer):
+                return (V3Answer.queryConclusion(answer, order: order, credentials: credentials, now: Self.now()), exchange)
+            case .failure(let unusable):
+                return (.unclear(unusable, errCode: nil), exchange)
+            }
         }
+    }
+
+    static let xmlHeaders = [("Content-Type", "text/xml; charset=utf-8")]
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    private func callV3(_ request: V3Request, credentials: V3Credentials) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
+        let authorization: String
+        do {
+            authorization = try request.authorization(credentials: credentials, timestamp: Self.now(), nonce: Nonce.make())
+        } catch {
+            return (.failure(UnusableAnswer(message: "cannot sign the API v3 request: \(error)")), Exchange(host: hosts.primary, httpStatus: nil, latencyMilliseconds: 0))
+        }
+        var headers = [
+            ("Authorization", authorization), ("Accept", "application/json"),
+            ("Wechatpay-Serial", credentials.wechatpayPublicKeyID),
+        ]
+        if request.method == "POST" { headers.append(("Content-Type", "application/json")) }
+        return await call(request.pathAndQuery, method: request.method == "GET" ? .GET : .POST, headers: headers, body: request.body)
     }
 
     /// Closes the connections; call once, after the last call.
@@ -74,52 +120,54 @@ public final class WeChatPayClient: Sendable {
         try? await http.shutdown()
     }
 
-    private func call(_ endpoint: V2Endpoint, body: String) async -> (Result<(Int, [UInt8]), UnusableAnswer>, Exchange) {
+    private func call(_ path: String, method: HTTPMethod, headers: [(String, String)], body: String) async -> (
+        Result<V3HTTPAnswer, UnusableAnswer>, Exchange
+    ) {
         let host = hosts.hostForNextCall()
-        let first = await post(host + endpoint.rawValue, body: body)
+        let first = await send(host + path, method: method, headers: headers, body: body)
         hosts.report(host: host, failedOver: first.failedOver)
         guard first.failedOver, let backup = hosts.backup, host != backup else {
             return (first.answer, Exchange(host: host, httpStatus: first.status, latencyMilliseconds: first.milliseconds))
         }
-        let second = await post(backup + endpoint.rawValue, body: body)
+        let second = await send(backup + path, method: method, headers: headers, body: body)
         hosts.report(host: backup, failedOver: second.failedOver)
-        let exchange = Exchange(
-            host: backup, httpStatus: second.status, latencyMilliseconds: first.milliseconds + second.milliseconds)
+        let exchange = Exchange(host: backup, httpStatus: second.status, latencyMilliseconds: first.milliseconds + second.milliseconds)
         return (second.answer, exchange)
     }
 
-    /// One POST. `failedOver` says the request never reached a working WeChat Pay (a
+    /// One request. `failedOver` says it never reached a working WeChat Pay (a
     /// connection-level failure or HTTP 5xx), so the backup may serve it.
-    private func post(_ url: String, body: String) async -> (
-        answer: Result<(Int, [UInt8]), UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool
+    private func send(_ url: String, method: HTTPMethod, headers: [(String, String)], body: String) async -> (
+        answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool
     ) {
         let started = ContinuousClock.now
         var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
+        request.method = method
         request.headers.add(name: "User-Agent", value: "closeorderd")
-        request.body = .bytes(ByteBuffer(string: body))
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if method == .POST { request.body = .bytes(ByteBuffer(string: body)) }
         var status: Int?
-        let answer: Result<(Int, [UInt8]), UnusableAnswer>
+        let answer: Result<V3HTTPAnswer, UnusableAnswer>
         do {
             let response = try await http.execute(request, timeout: timeout)
             status = Int(response.status.code)
             let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
-            answer = .success((Int(response.status.code), Array(buffer: buffer)))
+            var received: [String: String] = [:]
+            for header in response.headers { received[header.name.lowercased()] = header.value }
+            answer = .success(V3HTTPAnswer(status: Int(response.status.code), headers: received, body: Array(buffer: buffer)))
         } catch is NIOTooManyBytesError {
             answer = .failure(
                 UnusableAnswer(message: "no usable answer from WeChat Pay: the answer exceeded \(FlatXML.maximumBodySize) bytes"))
         } catch {
             let (reason, symptom) = Self.describe(error)
-            answer = .failure(
-                UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
+            answer = .failure(UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
         }
         let elapsed = ContinuousClock.now - started
         let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
         let failedOver: Bool
         switch answer {
         case .failure(let unusable): failedOver = unusable.symptom == .connectionFailed
-        case .success(let (code, _)): failedOver = code >= 500
+        case .success(let answer): failedOver = answer.status >= 500
         }
         return (answer, status, milliseconds, failedOver)
     }

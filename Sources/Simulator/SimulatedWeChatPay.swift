@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import WeChatPay
+import _CryptoExtras
 
 /// What the HTTP layer should do with one request.
 public enum SimulatorReply: Sendable, Equatable {
@@ -11,6 +12,8 @@ public enum SimulatorReply: Sendable, Equatable {
     case drop(afterMilliseconds: Int)
     /// Announce the whole body, send half of it, close.
     case truncated(body: [UInt8], afterMilliseconds: Int)
+    /// An answer with extra headers (API v3: the signature headers).
+    case respondWithHeaders(status: Int, headers: [String: String], body: [UInt8], afterMilliseconds: Int)
 }
 
 /// What the simulator has seen, for tests and for `GET /_sim/stats`.
@@ -62,16 +65,32 @@ public final class SimulatedWeChatPay: Sendable {
     }
 
     let keys: [String: MerchantKey]
-    private let state: NIOLockedValueBox<State>
+    let state: NIOLockedValueBox<State>
     /// Every signed call, one line each (`unix_ms endpoint out_trade_no mch_id`), appended
     /// as it arrives: a record that outlives the simulator being killed.
     let callLog: FileHandle?
 
-    public init(keys: [String: MerchantKey], behaviour: SimulatorBehaviour = SimulatorBehaviour(), callLog: FileHandle? = nil) {
+    /// API v3 merchants: their public keys, to check request signatures.
+    let v3Merchants: [String: _RSA.Signing.PublicKey]
+    /// The simulator's own key pair, standing in for WeChat Pay's: it signs every v3 answer.
+    let wechatpayPrivateKey: _RSA.Signing.PrivateKey
+    /// The id v3 answers name their signing key by (`Wechatpay-Serial`).
+    public static let wechatpayPublicKeyID = "PUB_KEY_ID_0100000000SIMULATOR20261129000000000001"
+
+    public init(
+        keys: [String: MerchantKey], behaviour: SimulatorBehaviour = SimulatorBehaviour(), callLog: FileHandle? = nil,
+        v3Merchants: [String: _RSA.Signing.PublicKey] = [:], wechatpayPrivateKey: _RSA.Signing.PrivateKey? = nil
+    ) throws {
         self.keys = keys
         self.state = NIOLockedValueBox(State(behaviour: behaviour))
         self.callLog = callLog
+        self.v3Merchants = v3Merchants
+        self.wechatpayPrivateKey = try wechatpayPrivateKey ?? _RSA.Signing.PrivateKey(keySize: .bits2048)
     }
+
+    /// The public half of the simulator's signing key, in PEM: what a v3 merchant configures
+    /// as `wechatpay_public_key_file`.
+    public var wechatpayPublicKeyPEM: String { wechatpayPrivateKey.publicKey.pemRepresentation }
 
     public var behaviour: SimulatorBehaviour {
         get { state.withLockedValue { $0.behaviour } }
@@ -101,7 +120,7 @@ public final class SimulatedWeChatPay: Sendable {
     }
 
     /// Answers one HTTP request.
-    public func reply(method: String, path: String, body: [UInt8]) -> SimulatorReply {
+    public func reply(method: String, path: String, body: [UInt8], uri: String? = nil, headers: [String: String] = [:]) -> SimulatorReply {
         let behaviour = state.withLockedValue { state in
             state.stats.requests += 1
             return state.behaviour
@@ -110,6 +129,9 @@ public final class SimulatedWeChatPay: Sendable {
         if method == "GET" && path == "/_sim/stats" {
             let json = (try? JSONEncoder().encode(stats)).map(Array.init) ?? []
             return .respond(status: 200, body: json, afterMilliseconds: 0)
+        }
+        if path.hasPrefix("/v3/") {
+            return replyV3(method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour)
         }
         let endpoint: Endpoint
         switch path {
@@ -187,7 +209,7 @@ public final class SimulatedWeChatPay: Sendable {
     }
 
     /// Counts a signed close call and how many calls for the same order are in flight with it.
-    private func countCall(_ outTradeNo: String, fields: [String: String]) {
+    func countCall(_ outTradeNo: String, fields: [String: String]) {
         state.withLockedValue { state in
             state.stats.lastCloseRequests[outTradeNo] = fields.filter { $0.key != "sign" }
             state.stats.closeCalls[outTradeNo, default: 0] += 1
@@ -210,7 +232,7 @@ public final class SimulatedWeChatPay: Sendable {
         return signed(fields, context)
     }
 
-    private func takeFault(for outTradeNo: String, behaviour: SimulatorBehaviour) -> SimulatedFault? {
+    func takeFault(for outTradeNo: String, behaviour: SimulatorBehaviour) -> SimulatedFault? {
         let planned: SimulatedFault? = state.withLockedValue { state in
             guard var plan = state.faults[outTradeNo] else { return nil }
             if let remaining = plan.remaining {

@@ -89,7 +89,9 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
                 return
             }
             let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
-            let reply = simulator.reply(method: head.method.rawValue, path: path, body: body)
+            var headers: [String: String] = [:]
+            for header in head.headers { headers[header.name.lowercased()] = header.value }
+            let reply = simulator.reply(method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers)
             unanswered = (path, body)
             let keepAlive = head.isKeepAlive
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -98,6 +100,11 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
                 after(delay, context) {
                     let (handler, context) = loopBound.value
                     handler.send(status: status, body: body, keepAlive: keepAlive, context: context)
+                }
+            case .respondWithHeaders(let status, let headers, let body, let delay):
+                after(delay, context) {
+                    let (handler, context) = loopBound.value
+                    handler.send(status: status, body: body, keepAlive: keepAlive, context: context, extraHeaders: headers)
                 }
             case .hang:
                 break
@@ -146,10 +153,16 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func send(status: Int, body: [UInt8], keepAlive: Bool, context: ChannelHandlerContext) {
+    private func send(
+        status: Int, body: [UInt8], keepAlive: Bool, context: ChannelHandlerContext, extraHeaders: [String: String]? = nil
+    ) {
         guard context.channel.isActive else { return markAnswered() }
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: status == 200 ? "text/xml; charset=utf-8" : "text/plain")
+        if let extraHeaders {
+            for (name, value) in extraHeaders.sorted(by: { $0.key < $1.key }) { headers.add(name: name, value: value) }
+        } else {
+            headers.add(name: "Content-Type", value: status == 200 ? "text/xml; charset=utf-8" : "text/plain")
+        }
         headers.add(name: "Content-Length", value: "\(body.count)")
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)

@@ -8,6 +8,8 @@ public enum CloseOutcome: String, Sendable, Equatable {
     case retry
     /// A configuration or client error that retrying will not fix.
     case failed
+    /// The user is paying right now (API v3 `USER_PAYING`): never close; confirm with a query.
+    case paymentUnderWay = "paying"
 }
 
 /// The reading of one close call: its outcome, WeChat's error fields, and a sentence an

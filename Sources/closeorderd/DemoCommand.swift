@@ -30,7 +30,7 @@ struct DemoCommand: AsyncParsableCommand {
         let merchantID = "1900000109"
         let key = try MerchantKey(Nonce.make())
 
-        let simulator = SimulatedWeChatPay(keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20))
+        let simulator = try SimulatedWeChatPay(keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20))
         simulator.markPaid("DEMO-PAID-AT-WECHAT")
         simulator.markClosed("DEMO-ALREADY-CLOSED")
         simulator.setFault(FaultPlan(.systemError, times: 1), for: "DEMO-TRANSIENT-ERROR")

@@ -3,6 +3,7 @@ import Foundation
 import Reaper
 import Simulator
 import WeChatPay
+import _CryptoExtras
 
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,6 +52,12 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Append one line per signed call to this file: unix_ms endpoint out_trade_no mch_id.")
     var callLog: String?
 
+    @Option(help: "MCH_ID=PUBLIC_KEY_PEM: an API v3 merchant and the public half of its API key (repeatable).")
+    var v3Merchant: [String] = []
+
+    @Option(help: "Write the public key the simulator signs v3 answers with (PEM) to this file, for wechatpay_public_key_file.")
+    var wechatpayKeyOut: String?
+
     func run() async throws {
         var merchantKeys: [String: MerchantKey] = [:]
         for entry in keys {
@@ -64,7 +71,17 @@ struct SimulateCommand: AsyncParsableCommand {
                 throw ValidationError("\(error)")
             }
         }
-        guard !merchantKeys.isEmpty else { throw ValidationError("give at least one --key MCH_ID=KEYFILE") }
+        var v3Keys: [String: _RSA.Signing.PublicKey] = [:]
+        for entry in v3Merchant {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let pem = try? String(contentsOfFile: parts[1], encoding: .utf8),
+                let key = try? _RSA.Signing.PublicKey(pemRepresentation: pem)
+            else { throw ValidationError("--v3-merchant takes MCH_ID=PUBLIC_KEY_PEM (a readable RSA public key), got \(entry)") }
+            v3Keys[parts[0]] = key
+        }
+        guard !merchantKeys.isEmpty || !v3Keys.isEmpty else {
+            throw ValidationError("give at least one --key MCH_ID=KEYFILE or --v3-merchant MCH_ID=PUBLIC_KEY_PEM")
+        }
         for rate in [errorRate, http500Rate, timeoutRate] where !(0...1).contains(rate) {
             throw ValidationError("rates are fractions from 0 to 1, got \(rate)")
         }
@@ -80,11 +97,14 @@ struct SimulateCommand: AsyncParsableCommand {
             handle.seekToEndOfFile()
             logHandle = handle
         }
-        let simulator = SimulatedWeChatPay(
+        let simulator = try SimulatedWeChatPay(
             keys: merchantKeys,
             behaviour: SimulatorBehaviour(
                 latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate),
-            callLog: logHandle)
+            callLog: logHandle, v3Merchants: v3Keys)
+        if let wechatpayKeyOut {
+            try simulator.wechatpayPublicKeyPEM.write(toFile: wechatpayKeyOut, atomically: true, encoding: .utf8)
+        }
         paid.forEach(simulator.markPaid)
         closed.forEach(simulator.markClosed)
         paying.forEach(simulator.markPaying)
@@ -98,6 +118,9 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         let server = try await SimulatorServer.start(simulator, host: String(hostPort[0]), port: port)
         FileHandle.standardOutput.write(Data("simulator listening on \(server.baseURL)\n".utf8))
+        if !v3Keys.isEmpty {
+            FileHandle.standardOutput.write(Data("v3 answers signed by wechatpay_public_key_id \(SimulatedWeChatPay.wechatpayPublicKeyID)\n".utf8))
+        }
         try await server.waitUntilClosed()
     }
 }

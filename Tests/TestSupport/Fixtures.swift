@@ -120,7 +120,7 @@ public struct TestSimulator: Sendable {
     public let server: SimulatorServer
 
     public static func start(behaviour: SimulatorBehaviour = SimulatorBehaviour()) async throws -> TestSimulator {
-        let simulator = SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], behaviour: behaviour)
+        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], behaviour: behaviour)
         let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
         return TestSimulator(simulator: simulator, server: server)
     }

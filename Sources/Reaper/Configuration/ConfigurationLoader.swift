@@ -142,11 +142,48 @@ public enum ConfigurationLoader {
             let path = "merchants[\(index)]"
             guard let entry = node.mapping else { throw fail(path, "expected a mapping with mch_id, sign_type, key_file") }
             var section = MappingReader(mapping: entry, path: path, fail: fail)
-            try section.onlyKeys(["mch_id", "sign_type", "key_file", "key_credential", "max_requests_per_second"])
+            let version = try section.string("api") ?? "v2"
+            guard version == "v2" || version == "v3" else { throw fail("\(path).api", "must be v2 or v3, got \"\(version)\"") }
+            try section.onlyKeys(
+                version == "v2"
+                    ? ["mch_id", "api", "sign_type", "key_file", "key_credential", "max_requests_per_second"]
+                    : [
+                        "mch_id", "api", "serial_no", "private_key_file", "private_key_credential", "wechatpay_public_key_file",
+                        "wechatpay_public_key_credential", "wechatpay_public_key_id", "max_requests_per_second",
+                    ])
             let maxRequestsPerSecond = try section.number("max_requests_per_second", in: 0.01...100_000)
             guard let mchID = try section.string("mch_id"), !mchID.isEmpty else { throw fail("\(path).mch_id", "required") }
             guard !merchants.contains(where: { $0.mchID == mchID }) else {
                 throw fail("\(path).mch_id", "\(mchID) is configured twice")
+            }
+            let locate = { (name: String, what: String) throws(ConfigurationError) -> (key: String, path: String)? in
+                try Self.locate(
+                    section, path: path, name: name, what: what, base: baseDirectory, readKeys: readKeys,
+                    environment: environment, fail: fail)
+            }
+            if version == "v3" {
+                let serialNo = try section.string("serial_no") ?? ""
+                let publicKeyID = try section.string("wechatpay_public_key_id") ?? ""
+                guard !serialNo.isEmpty else { throw fail("\(path).serial_no", "required for an API v3 merchant: the merchant API certificate's serial number") }
+                guard !publicKeyID.isEmpty else { throw fail("\(path).wechatpay_public_key_id", "required for an API v3 merchant: the id of the WeChat Pay public key (PUB_KEY_ID_…)") }
+                let privateKey = try locate("private_key", "the merchant API private key (PKCS#8 PEM)")
+                let publicKey = try locate("wechatpay_public_key", "the WeChat Pay public key (PEM)")
+                guard readKeys, let privateKey, let publicKey else { continue }
+                let privatePEM = try readText(at: privateKey.path, key: privateKey.key, ownerOnly: true, fail: fail)
+                let publicPEM = try readText(at: publicKey.path, key: publicKey.key, ownerOnly: false, fail: fail)
+                let credentials: V3Credentials
+                do {
+                    credentials = try V3Credentials(
+                        mchID: mchID, serialNo: serialNo, privateKeyPEM: privatePEM, wechatpayPublicKeyPEM: publicPEM,
+                        wechatpayPublicKeyID: publicKeyID)
+                } catch {
+                    let key = error.description.contains("WeChat Pay public key") ? publicKey.key : privateKey.key
+                    throw fail(key, "\(error)")
+                }
+                merchants.append(
+                    .init(mchID: mchID, credentials: .v3(credentials), keySource: "\(privateKey.path), \(publicKey.path)",
+                          maxRequestsPerSecond: maxRequestsPerSecond))
+                continue
             }
             var signType = SignType.hmacSHA256
             if let text = try section.string("sign_type") {
@@ -155,40 +192,58 @@ public enum ConfigurationLoader {
                 }
                 signType = parsed
             }
-            let keyFile = try section.string("key_file")
-            let credential = try section.string("key_credential")
-            let keyPath: String
-            let keyName: String
-            switch (keyFile, credential) {
-            case (let keyFile?, nil) where !keyFile.isEmpty:
-                keyName = "\(path).key_file"
-                keyPath = keyFile.hasPrefix("/") ? keyFile : baseDirectory.appending(path: keyFile).path
-            case (nil, let credential?) where !credential.isEmpty:
-                keyName = "\(path).key_credential"
-                guard !credential.contains("/") else {
-                    throw fail(keyName, "a credential name has no '/', got \"\(credential)\"")
-                }
-                guard readKeys else { continue }
-                guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
-                    throw fail(
-                        keyName,
-                        "$CREDENTIALS_DIRECTORY is not set: load the key with LoadCredential=\(credential):/path in the unit, or use key_file"
-                    )
-                }
-                keyPath = URL(fileURLWithPath: directory).appending(path: credential).path
-            case (.some, .some):
-                throw fail(path, "give key_file or key_credential, not both")
-            default:
-                throw fail(
-                    "\(path).key_file", "required: key_file (a file holding the 32-character API v2 key) or key_credential")
-            }
-            guard readKeys else { continue }
-            let key = try readKey(at: keyPath, key: keyName, fail: fail)
+            guard let located = try locate("key", "a file holding the 32-character API v2 key"), readKeys else { continue }
+            let key = try readKey(at: located.path, key: located.key, fail: fail)
             merchants.append(
                 .init(
-                    mchID: mchID, signType: signType, keySource: keyPath, key: key, maxRequestsPerSecond: maxRequestsPerSecond))
+                    mchID: mchID, signType: signType, keySource: located.path, key: key, maxRequestsPerSecond: maxRequestsPerSecond))
         }
         return DaemonConfiguration(database: database, api: api, reaper: reaper, merchants: merchants)
+    }
+
+    /// Where `NAME_file` or `NAME_credential` points: exactly one must be given. Returns the
+    /// dotted key and the file's path (nil for a credential when keys are not being read).
+    static func locate(
+        _ section: MappingReader, path: String, name: String, what: String, base: URL, readKeys: Bool,
+        environment: [String: String], fail: (String, String) -> ConfigurationError
+    ) throws(ConfigurationError) -> (key: String, path: String)? {
+        let file = try section.string("\(name)_file")
+        let credential = try section.string("\(name)_credential")
+        switch (file, credential) {
+        case (let file?, nil) where !file.isEmpty:
+            return ("\(path).\(name)_file", file.hasPrefix("/") ? file : base.appending(path: file).path)
+        case (nil, let credential?) where !credential.isEmpty:
+            let key = "\(path).\(name)_credential"
+            guard !credential.contains("/") else { throw fail(key, "a credential name has no '/', got \"\(credential)\"") }
+            guard readKeys else { return nil }
+            guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                throw fail(
+                    key, "$CREDENTIALS_DIRECTORY is not set: load it with LoadCredential=\(credential):/path in the unit, or use \(name)_file")
+            }
+            return (key, URL(fileURLWithPath: directory).appending(path: credential).path)
+        case (.some, .some):
+            throw fail(path, "give \(name)_file or \(name)_credential, not both")
+        default:
+            throw fail("\(path).\(name)_file", "required: \(name)_file (\(what)) or \(name)_credential")
+        }
+    }
+
+    /// Reads a key file's text; with `ownerOnly`, refuses a file others can access.
+    static func readText(
+        at path: String, key: String, ownerOnly: Bool, fail: (String, String) -> ConfigurationError
+    ) throws(ConfigurationError) -> String {
+        if ownerOnly, let permissions = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
+            permissions & 0o077 != 0
+        {
+            throw fail(
+                key,
+                "key file \(path) is accessible to others than its owner (mode \(String(permissions & 0o777, radix: 8))): run chmod 600 on it")
+        }
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw fail(key, "cannot read key file \(path): \(describe(error))")
+        }
     }
 
     /// Reads a key file: its text less surrounding whitespace must be a 32-character key, and
@@ -196,20 +251,7 @@ public enum ConfigurationLoader {
     public static func readKey(
         at path: String, key: String, fail: (String, String) -> ConfigurationError
     ) throws(ConfigurationError) -> MerchantKey {
-        if let permissions = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
-            permissions & 0o077 != 0
-        {
-            throw fail(
-                key,
-                "key file \(path) is accessible to others than its owner (mode \(String(permissions & 0o777, radix: 8))): "
-                    + "run chmod 600 on it")
-        }
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw fail(key, "cannot read key file \(path): \(describe(error))")
-        }
+        let text = try readText(at: path, key: key, ownerOnly: true, fail: fail)
         do {
             return try MerchantKey(text.trimmingCharacters(in: .whitespacesAndNewlines))
         } catch {

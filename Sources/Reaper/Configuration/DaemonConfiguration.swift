@@ -56,24 +56,39 @@ public struct DaemonConfiguration: Sendable {
         public var backoff: Backoff { Backoff(baseSeconds: backoffBaseSeconds, maxSeconds: backoffMaxSeconds) }
     }
 
-    /// A merchant whose orders closeorderd may close, with its API v2 key.
+    /// A merchant whose orders closeorderd may close, with its keys.
     public struct Merchant: Sendable {
+        /// How a merchant signs: an API v2 key, or API v3 RSA keys.
+        public enum Credentials: Sendable {
+            case v2(key: MerchantKey, signType: SignType)
+            case v3(V3Credentials)
+        }
+
         public var mchID: String
-        public var signType: SignType
-        /// Where the key was read from (shown in logs; the key itself never is).
+        public var credentials: Credentials
+        /// Where the keys were read from (shown in logs; keys themselves never are).
         public var keySource: String
-        public var key: MerchantKey
         /// Calls per second this merchant may make at most, across all workers; nil for no limit.
         public var maxRequestsPerSecond: Double?
 
+        /// An API v2 merchant.
         public init(
             mchID: String, signType: SignType, keySource: String, key: MerchantKey, maxRequestsPerSecond: Double? = nil
         ) {
+            self.init(mchID: mchID, credentials: .v2(key: key, signType: signType), keySource: keySource, maxRequestsPerSecond: maxRequestsPerSecond)
+        }
+
+        public init(mchID: String, credentials: Credentials, keySource: String, maxRequestsPerSecond: Double? = nil) {
             self.mchID = mchID
-            self.signType = signType
+            self.credentials = credentials
             self.keySource = keySource
-            self.key = key
             self.maxRequestsPerSecond = maxRequestsPerSecond
+        }
+
+        /// `v2` or `v3`, as the configuration names it.
+        public var apiName: String {
+            if case .v3 = credentials { return "v3" }
+            return "v2"
         }
     }
 
@@ -93,7 +108,12 @@ public struct DaemonConfiguration: Sendable {
     public var summaryWithoutSecrets: String {
         let merchantList = merchants.map { merchant in
             let limit = merchant.maxRequestsPerSecond.map { ", at most \($0)/s" } ?? ""
-            return "\(merchant.mchID)(\(merchant.signType.rawValue), key from \(merchant.keySource)\(limit))"
+            let kind: String
+            switch merchant.credentials {
+            case .v2(_, let signType): kind = "v2 \(signType.rawValue)"
+            case .v3(let v3): kind = "v3 serial \(v3.serialNo), WeChat Pay key \(v3.wechatpayPublicKeyID)"
+            }
+            return "\(merchant.mchID)(\(kind), keys from \(merchant.keySource)\(limit))"
         }
         return "database=\(database) api.base_url=\(api.baseURL) api.backup_base_url=\(api.backupBaseURL ?? "none") "
             + "api.timeout_seconds=\(api.timeoutSeconds) api.probe_interval_seconds=\(api.probeIntervalSeconds) "
