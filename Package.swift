@@ -91,7 +91,10 @@ let package = Package(
             ],
             path: "Tests/TestSupport"
         ),
-        .testTarget(name: "WeChatPayTests", dependencies: ["WeChatPay"]),
+        .testTarget(
+            name: "WeChatPayTests",
+            dependencies: ["WeChatPay", "TestSupport", .product(name: "_CryptoExtras", package: "swift-crypto")]
+        ),
         .testTarget(
             name: "SystemdTests",
             dependencies: [

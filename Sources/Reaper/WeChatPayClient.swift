@@ -49,7 +49,9 @@ public final class WeChatPayClient: Sendable {
     public var baseURL: String { hosts.primary }
 
     /// Closes one order. Never throws: a failure to get a usable answer is a `.retry` verdict.
-    public func close(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (CloseVerdict, Exchange) {
+    public func close(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (
+        CloseVerdict, Exchange
+    ) {
         switch credentials {
         case .v2(let key, let signType):
             let (answer, exchange) = await call(
@@ -73,7 +75,9 @@ public final class WeChatPayClient: Sendable {
     }
 
     /// Asks for the order's trade state. Never throws: no usable answer is `.unclear`.
-    public func query(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (QueryConclusion, Exchange) {
+    public func query(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (
+        QueryConclusion, Exchange
+    ) {
         switch credentials {
         case .v2(let key, let signType):
             let (answer, exchange) = await call(
@@ -100,19 +104,25 @@ public final class WeChatPayClient: Sendable {
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
-    private func callV3(_ request: V3Request, credentials: V3Credentials) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
+    private func callV3(_ request: V3Request, credentials: V3Credentials) async -> (
+        Result<V3HTTPAnswer, UnusableAnswer>, Exchange
+    ) {
         let authorization: String
         do {
             authorization = try request.authorization(credentials: credentials, timestamp: Self.now(), nonce: Nonce.make())
         } catch {
-            return (.failure(UnusableAnswer(message: "cannot sign the API v3 request: \(error)")), Exchange(host: hosts.primary, httpStatus: nil, latencyMilliseconds: 0))
+            return (
+                .failure(UnusableAnswer(message: "cannot sign the API v3 request: \(error)")),
+                Exchange(host: hosts.primary, httpStatus: nil, latencyMilliseconds: 0)
+            )
         }
         var headers = [
             ("Authorization", authorization), ("Accept", "application/json"),
             ("Wechatpay-Serial", credentials.wechatpayPublicKeyID),
         ]
         if request.method == "POST" { headers.append(("Content-Type", "application/json")) }
-        return await call(request.pathAndQuery, method: request.method == "GET" ? .GET : .POST, headers: headers, body: request.body)
+        return await call(
+            request.pathAndQuery, method: request.method == "GET" ? .GET : .POST, headers: headers, body: request.body)
     }
 
     /// Closes the connections; call once, after the last call.
@@ -131,7 +141,8 @@ public final class WeChatPayClient: Sendable {
         }
         let second = await send(backup + path, method: method, headers: headers, body: body)
         hosts.report(host: backup, failedOver: second.failedOver)
-        let exchange = Exchange(host: backup, httpStatus: second.status, latencyMilliseconds: first.milliseconds + second.milliseconds)
+        let exchange = Exchange(
+            host: backup, httpStatus: second.status, latencyMilliseconds: first.milliseconds + second.milliseconds)
         return (second.answer, exchange)
     }
 
@@ -160,7 +171,8 @@ public final class WeChatPayClient: Sendable {
                 UnusableAnswer(message: "no usable answer from WeChat Pay: the answer exceeded \(FlatXML.maximumBodySize) bytes"))
         } catch {
             let (reason, symptom) = Self.describe(error)
-            answer = .failure(UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
+            answer = .failure(
+                UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
         }
         let elapsed = ContinuousClock.now - started
         let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)

@@ -21,7 +21,9 @@ extension SimulatedWeChatPay {
         let outTradeNo = parts[4 + offset].removingPercentEncoding ?? parts[4 + offset]
         let isClose = parts.count == 6 + offset && parts[5 + offset] == "close" && method == "POST"
         let isQuery = parts.count == 5 + offset && method == "GET"
-        guard isClose || isQuery else { return answerV3(404, ["code": "NOT_FOUND", "message": "no such endpoint"], delay: delay) }
+        guard isClose || isQuery else {
+            return answerV3(404, ["code": "NOT_FOUND", "message": "no such endpoint"], delay: delay)
+        }
 
         guard let authorization = Self.authorizationFields(headers["authorization"] ?? ""),
             let mchID = authorization["mchid"], let publicKey = v3Merchants[mchID],
@@ -29,7 +31,8 @@ extension SimulatedWeChatPay {
             let signature = authorization["signature"].flatMap({ Data(base64Encoded: $0) })
         else {
             state.withLockedValue { $0.stats.badSignatures += 1 }
-            return answerV3(401, ["code": "SIGN_ERROR", "message": "Authorization missing or for an unknown merchant"], delay: delay)
+            return answerV3(
+                401, ["code": "SIGN_ERROR", "message": "Authorization missing or for an unknown merchant"], delay: delay)
         }
         let message = V3Request.message(
             method: method, pathAndQuery: uri, timestamp: Int64(timestamp) ?? 0, nonce: nonce,
@@ -56,7 +59,8 @@ extension SimulatedWeChatPay {
         let arrived = Date().timeIntervalSince1970
         state.withLockedValue { state in
             state.stats.callTimes.append(arrived)
-            callLog?.write(Data("\(Int64(arrived * 1000)) \(isClose ? "closeorder" : "orderquery") \(outTradeNo) \(mchID)\n".utf8))
+            callLog?.write(
+                Data("\(Int64(arrived * 1000)) \(isClose ? "closeorder" : "orderquery") \(outTradeNo) \(mchID)\n".utf8))
         }
 
         if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
@@ -76,10 +80,13 @@ extension SimulatedWeChatPay {
 
         let current = state.withLockedValue { $0.tradeStates[outTradeNo] ?? "NOTPAY" }
         if isQuery {
-            if current == Self.nonexistent { return answerV3(404, ["code": "ORDER_NOT_EXIST", "message": "订单不存在"], delay: delay) }
+            if current == Self.nonexistent {
+                return answerV3(404, ["code": "ORDER_NOT_EXIST", "message": "订单不存在"], delay: delay)
+            }
             var answer: [String: Any] = ["trade_state": current, "out_trade_no": outTradeNo, "mchid": mchID]
             if current == "SUCCESS" || current == "REFUND" {
-                answer["transaction_id"] = "4200000000" + String(outTradeNo.utf8.reduce(UInt32(7)) { $0 &* 31 &+ UInt32($1) } % 100_000_000)
+                answer["transaction_id"] =
+                    "4200000000" + String(outTradeNo.utf8.reduce(UInt32(7)) { $0 &* 31 &+ UInt32($1) } % 100_000_000)
                 answer["amount"] = ["total": 101, "currency": "CNY"]
                 answer["success_time"] = "2026-11-29T12:00:00+08:00"
                 answer["trade_type"] = "JSAPI"
@@ -101,7 +108,8 @@ extension SimulatedWeChatPay {
 
     /// A signed v3 answer: JSON body (none for 204) and the Wechatpay-* headers.
     func answerV3(_ status: Int, _ object: [String: Any]?, delay: Int, forge: Bool = false) -> SimulatorReply {
-        let body = object.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map(Array.init) ?? []
+        let body =
+            object.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map(Array.init) ?? []
         let timestamp = String(Int64(Date().timeIntervalSince1970))
         let nonce = Nonce.make()
         let message = V3Answer.message(timestamp: timestamp, nonce: nonce, body: body)
@@ -125,7 +133,8 @@ extension SimulatedWeChatPay {
         for pair in header.dropFirst(scheme.count).split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1)
             guard parts.count == 2 else { return nil }
-            fields[parts[0].trimmingCharacters(in: .whitespaces)] = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+            fields[parts[0].trimmingCharacters(in: .whitespaces)] = parts[1].trimmingCharacters(
+                in: CharacterSet(charactersIn: "\" "))
         }
         return fields
     }

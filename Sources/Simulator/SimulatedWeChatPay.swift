@@ -120,7 +120,9 @@ public final class SimulatedWeChatPay: Sendable {
     }
 
     /// Answers one HTTP request.
-    public func reply(method: String, path: String, body: [UInt8], uri: String? = nil, headers: [String: String] = [:]) -> SimulatorReply {
+    public func reply(method: String, path: String, body: [UInt8], uri: String? = nil, headers: [String: String] = [:])
+        -> SimulatorReply
+    {
         let behaviour = state.withLockedValue { state in
             state.stats.requests += 1
             return state.behaviour

@@ -119,7 +119,8 @@ struct SimulateCommand: AsyncParsableCommand {
         let server = try await SimulatorServer.start(simulator, host: String(hostPort[0]), port: port)
         FileHandle.standardOutput.write(Data("simulator listening on \(server.baseURL)\n".utf8))
         if !v3Keys.isEmpty {
-            FileHandle.standardOutput.write(Data("v3 answers signed by wechatpay_public_key_id \(SimulatedWeChatPay.wechatpayPublicKeyID)\n".utf8))
+            FileHandle.standardOutput.write(
+                Data("v3 answers signed by wechatpay_public_key_id \(SimulatedWeChatPay.wechatpayPublicKeyID)\n".utf8))
         }
         try await server.waitUntilClosed()
     }

@@ -91,6 +91,52 @@ import Testing
     }
 }
 
+@Suite struct V3ConfigurationTests {
+    func load(privateKey: String, publicKeyID: String = "PUB_KEY_ID_1", privateMode: Int = 0o600) throws(ConfigurationError)
+        -> DaemonConfiguration
+    {
+        let folder = try! TemporaryDirectory()
+        defer { folder.remove() }
+        try! folder.write("private.pem", privateKey, permissions: privateMode)
+        try! folder.write("public.pem", V3TestKeys.wechatpayPublicKey, permissions: 0o644)
+        let file = try! folder.write(
+            "config.yaml",
+            """
+            database: /tmp/orders.sqlite
+            merchants:
+              - mch_id: "1900000333"
+                api: v3
+                serial_no: \(V3TestKeys.merchantSerialNo)
+                private_key_file: private.pem
+                wechatpay_public_key_file: public.pem
+                wechatpay_public_key_id: "\(publicKeyID)"
+            """)
+        return try ConfigurationLoader.load(path: file)
+    }
+
+    @Test func aV3MerchantLoads() throws {
+        let configuration = try load(privateKey: V3TestKeys.merchantPrivateKey)
+        #expect(configuration.merchants.first?.apiName == "v3")
+        #expect(!configuration.summaryWithoutSecrets.contains("PRIVATE KEY"))
+    }
+
+    @Test func aShortOrUnreadableOrOpenKeyIsOneClearLine() {
+        let short = #expect(throws: ConfigurationError.self) { try load(privateKey: V3TestKeys.shortPrivateKey) }
+        #expect(short?.key == "merchants[0].private_key_file")
+        #expect(short?.description.contains("1024 bits") == true)
+        let garbage = #expect(throws: ConfigurationError.self) { try load(privateKey: "not a key") }
+        #expect(garbage?.description.contains("not an RSA private key") == true)
+        let open = #expect(throws: ConfigurationError.self) {
+            try load(privateKey: V3TestKeys.merchantPrivateKey, privateMode: 0o644)
+        }
+        #expect(open?.description.contains("chmod 600") == true)
+        let noID = #expect(throws: ConfigurationError.self) {
+            try load(privateKey: V3TestKeys.merchantPrivateKey, publicKeyID: "")
+        }
+        #expect(noID?.key == "merchants[0].wechatpay_public_key_id")
+    }
+}
+
 @Suite struct BackoffTests {
     @Test func theCapDoublesUpToTheMaximum() {
         let backoff = Backoff(baseSeconds: 30, maxSeconds: 3600)

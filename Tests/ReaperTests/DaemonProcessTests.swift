@@ -273,4 +273,49 @@ import Testing
         let refused = try await setup.run(["retry", "--db", setup.database.path, "--state", "closed"])
         #expect(refused.status == 64)
     }
+
+    @Test func oneDaemonClosesV2AndV3OrdersAgainstTheSimulateCommand() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        let folder = setup.database.directory
+        let merchantPublic = try folder.write("v3-merchant-public.pem", V3TestKeys.merchantPublicKey, permissions: 0o644)
+        let merchantPrivate = try folder.write("v3-merchant-private.pem", V3TestKeys.merchantPrivateKey)
+        let wechatpayPublic = folder.path("wechatpay-public.pem")
+        let simulator = try DaemonProcess(
+            [
+                "simulate", "--listen", "127.0.0.1:0", "--key", "\(Fixtures.mchID)=\(folder.path("merchant.key"))",
+                "--v3-merchant", "1900000333=\(merchantPublic)", "--wechatpay-key-out", wechatpayPublic,
+            ], in: folder)
+        defer { simulator.signal(SIGKILL) }
+        try await DaemonProcess.waitUntil(timeout: 20, "the simulator prints its key id") {
+            simulator.stdout.contains("wechatpay_public_key_id")
+        }
+        let lines = simulator.stdout.split(separator: "\n")
+        let baseURL = try #require(lines.first?.split(separator: " ").last.map(String.init))
+        let keyID = try #require(lines.last?.split(separator: " ").last.map(String.init))
+        let config =
+            try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            .replacingOccurrences(of: setup.simulator.baseURL, with: baseURL)
+                + """
+
+                  - mch_id: "1900000333"
+                    api: v3
+                    serial_no: \(V3TestKeys.merchantSerialNo)
+                    private_key_file: \(merchantPrivate)
+                    wechatpay_public_key_file: \(wechatpayPublic)
+                    wechatpay_public_key_id: \(keyID)
+
+                """
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        let check = try await setup.run(["check-config", "--config", setup.configFile])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("1900000109, 1900000333"))
+        try setup.database.insert("MIXEDV2ORD1")
+        try setup.database.insert("MIXEDV3ORD1", mchID: "1900000333")
+        let daemon = try setup.daemon(["--once"])
+        #expect(try await daemon.waitForExit(timeout: 30) == 0, "\(daemon.stderr)")
+        #expect(try await setup.database.order("MIXEDV2ORD1")?.state == "closed")
+        #expect(try await setup.database.order("MIXEDV3ORD1")?.state == "closed")
+        #expect(!daemon.stderr.contains("PRIVATE KEY"), "no key material in the logs")
+    }
 }

@@ -109,7 +109,9 @@ import WeChatPay
         }
         // A second merchant, known to the simulator, added to the config while running.
         let secondKey = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-        let secondSimulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key, "1900000222": try MerchantKey(secondKey)])
+        let secondSimulator = try SimulatedWeChatPay(keys: [
+            Fixtures.mchID: Fixtures.key, "1900000222": try MerchantKey(secondKey),
+        ])
         let server = try await SimulatorServer.start(secondSimulator, host: "127.0.0.1", port: 0)
         defer { Task { try? await server.stop() } }
         let secondKeyFile = try setup.database.directory.write("second.key", secondKey)

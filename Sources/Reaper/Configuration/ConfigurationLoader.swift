@@ -164,8 +164,15 @@ public enum ConfigurationLoader {
             if version == "v3" {
                 let serialNo = try section.string("serial_no") ?? ""
                 let publicKeyID = try section.string("wechatpay_public_key_id") ?? ""
-                guard !serialNo.isEmpty else { throw fail("\(path).serial_no", "required for an API v3 merchant: the merchant API certificate's serial number") }
-                guard !publicKeyID.isEmpty else { throw fail("\(path).wechatpay_public_key_id", "required for an API v3 merchant: the id of the WeChat Pay public key (PUB_KEY_ID_…)") }
+                guard !serialNo.isEmpty else {
+                    throw fail(
+                        "\(path).serial_no", "required for an API v3 merchant: the merchant API certificate's serial number")
+                }
+                guard !publicKeyID.isEmpty else {
+                    throw fail(
+                        "\(path).wechatpay_public_key_id",
+                        "required for an API v3 merchant: the id of the WeChat Pay public key (PUB_KEY_ID_…)")
+                }
                 let privateKey = try locate("private_key", "the merchant API private key (PKCS#8 PEM)")
                 let publicKey = try locate("wechatpay_public_key", "the WeChat Pay public key (PEM)")
                 guard readKeys, let privateKey, let publicKey else { continue }
@@ -181,8 +188,9 @@ public enum ConfigurationLoader {
                     throw fail(key, "\(error)")
                 }
                 merchants.append(
-                    .init(mchID: mchID, credentials: .v3(credentials), keySource: "\(privateKey.path), \(publicKey.path)",
-                          maxRequestsPerSecond: maxRequestsPerSecond))
+                    .init(
+                        mchID: mchID, credentials: .v3(credentials), keySource: "\(privateKey.path), \(publicKey.path)",
+                        maxRequestsPerSecond: maxRequestsPerSecond))
                 continue
             }
             var signType = SignType.hmacSHA256
@@ -196,7 +204,8 @@ public enum ConfigurationLoader {
             let key = try readKey(at: located.path, key: located.key, fail: fail)
             merchants.append(
                 .init(
-                    mchID: mchID, signType: signType, keySource: located.path, key: key, maxRequestsPerSecond: maxRequestsPerSecond))
+                    mchID: mchID, signType: signType, keySource: located.path, key: key,
+                    maxRequestsPerSecond: maxRequestsPerSecond))
         }
         return DaemonConfiguration(database: database, api: api, reaper: reaper, merchants: merchants)
     }
@@ -218,7 +227,9 @@ public enum ConfigurationLoader {
             guard readKeys else { return nil }
             guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
                 throw fail(
-                    key, "$CREDENTIALS_DIRECTORY is not set: load it with LoadCredential=\(credential):/path in the unit, or use \(name)_file")
+                    key,
+                    "$CREDENTIALS_DIRECTORY is not set: load it with LoadCredential=\(credential):/path in the unit, or use \(name)_file"
+                )
             }
             return (key, URL(fileURLWithPath: directory).appending(path: credential).path)
         case (.some, .some):
@@ -237,7 +248,8 @@ public enum ConfigurationLoader {
         {
             throw fail(
                 key,
-                "key file \(path) is accessible to others than its owner (mode \(String(permissions & 0o777, radix: 8))): run chmod 600 on it")
+                "key file \(path) is accessible to others than its owner (mode \(String(permissions & 0o777, radix: 8))): run chmod 600 on it"
+            )
         }
         do {
             return try String(contentsOfFile: path, encoding: .utf8)

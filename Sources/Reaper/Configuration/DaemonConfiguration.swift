@@ -75,7 +75,9 @@ public struct DaemonConfiguration: Sendable {
         public init(
             mchID: String, signType: SignType, keySource: String, key: MerchantKey, maxRequestsPerSecond: Double? = nil
         ) {
-            self.init(mchID: mchID, credentials: .v2(key: key, signType: signType), keySource: keySource, maxRequestsPerSecond: maxRequestsPerSecond)
+            self.init(
+                mchID: mchID, credentials: .v2(key: key, signType: signType), keySource: keySource,
+                maxRequestsPerSecond: maxRequestsPerSecond)
         }
 
         public init(mchID: String, credentials: Credentials, keySource: String, maxRequestsPerSecond: Double? = nil) {

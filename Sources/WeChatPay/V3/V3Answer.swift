@@ -35,13 +35,18 @@ public enum V3Answer {
         }
         guard serial == credentials.wechatpayPublicKeyID else {
             return UnusableAnswer(
-                message: "answer is signed by key \(serial), not the configured \(credentials.wechatpayPublicKeyID); not believed, will retry")
+                message:
+                    "answer is signed by key \(serial), not the configured \(credentials.wechatpayPublicKeyID); not believed, will retry"
+            )
         }
         guard let seconds = Int64(timestamp), abs(seconds - now) <= maximumClockSkew else {
-            return UnusableAnswer(message: "answer's Wechatpay-Timestamp \(timestamp) is more than 300 s from now; not believed, will retry")
+            return UnusableAnswer(
+                message: "answer's Wechatpay-Timestamp \(timestamp) is more than 300 s from now; not believed, will retry")
         }
-        guard credentials.isWeChatPaySignature(signature, of: message(timestamp: timestamp, nonce: nonce, body: answer.body)) else {
-            return UnusableAnswer(message: "answer's signature does not verify with the WeChat Pay public key; not believed, will retry")
+        guard credentials.isWeChatPaySignature(signature, of: message(timestamp: timestamp, nonce: nonce, body: answer.body))
+        else {
+            return UnusableAnswer(
+                message: "answer's signature does not verify with the WeChat Pay public key; not believed, will retry")
         }
         return nil
     }
@@ -58,7 +63,8 @@ public enum V3Answer {
             let (code, message) = error(answer.body)
             return CloseVerdict(
                 outcome: .retry, errCode: code, errCodeDes: message,
-                message: "WeChat Pay answered HTTP \(answer.status)\(code.map { " \($0)" } ?? ""); will retry", symptom: .serverError)
+                message: "WeChat Pay answered HTTP \(answer.status)\(code.map { " \($0)" } ?? ""); will retry",
+                symptom: .serverError)
         }
         if let untrusted = untrusted(answer, credentials: credentials, now: now) { return CloseVerdict(untrusted) }
         if answer.status == 204 { return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay (204)") }
@@ -69,11 +75,13 @@ public enum V3Answer {
         }
         switch (answer.status, code) {
         case (202, _), (_, "USER_PAYING"):
-            return make(.paymentUnderWay, "the user is paying right now (USER_PAYING): not closed; will confirm with an order query")
+            return make(
+                .paymentUnderWay, "the user is paying right now (USER_PAYING): not closed; will confirm with an order query")
         case (_, "ORDER_CLOSED"):
             return make(.closed, "already closed at WeChat Pay (ORDER_CLOSED)")
         case (_, "ORDERPAID"), (_, "ORDER_PAID"):
-            return make(.paid, "WeChat Pay says the order is paid (\(code ?? "ORDERPAID")); it was not closed: reconcile the payment")
+            return make(
+                .paid, "WeChat Pay says the order is paid (\(code ?? "ORDERPAID")); it was not closed: reconcile the payment")
         case (_, "ORDERNOTEXIST"), (_, "ORDER_NOT_EXIST"):
             var verdict = make(.closed, "WeChat Pay has no such order (\(code ?? "")): nothing can be paid")
             verdict.errCode = "ORDERNOTEXIST"
@@ -85,7 +93,9 @@ public enum V3Answer {
         case (_, "RULE_LIMIT"), (_, "SYSTEM_ERROR"):
             return make(.retry, "WeChat Pay refused for now (\(code ?? ""))\(detail); will retry")
         case (401, _), (_, "SIGN_ERROR"):
-            return make(.failed, "WeChat Pay rejected the signature (\(code ?? "401"))\(detail): check serial_no and the merchant private key")
+            return make(
+                .failed,
+                "WeChat Pay rejected the signature (\(code ?? "401"))\(detail): check serial_no and the merchant private key")
         case (_, "PARAM_ERROR"), (_, "INVALID_REQUEST"), (_, "NO_AUTH"):
             return make(.failed, "WeChat Pay refused the request (\(code ?? ""))\(detail); not retried automatically")
         case (200..<300, _):
@@ -100,7 +110,10 @@ public enum V3Answer {
         -> QueryConclusion
     {
         if answer.status >= 500 {
-            return .unclear(UnusableAnswer(message: "WeChat Pay answered the query with HTTP \(answer.status); will retry", symptom: .serverError), errCode: nil)
+            return .unclear(
+                UnusableAnswer(
+                    message: "WeChat Pay answered the query with HTTP \(answer.status); will retry", symptom: .serverError),
+                errCode: nil)
         }
         if let untrusted = untrusted(answer, credentials: credentials, now: now) { return .unclear(untrusted, errCode: nil) }
         let (code, description) = error(answer.body)
@@ -129,7 +142,9 @@ public enum V3Answer {
         case (_, "ORDERNOTEXIST"), (_, "ORDER_NOT_EXIST"), (404, _):
             return .closed(nil, errCode: "ORDERNOTEXIST")
         case (429, _), (_, "FREQUENCY_LIMITED"):
-            return .unclear(UnusableAnswer(message: "WeChat Pay rate-limited the query; will retry", symptom: .frequencyLimited), errCode: code)
+            return .unclear(
+                UnusableAnswer(message: "WeChat Pay rate-limited the query; will retry", symptom: .frequencyLimited),
+                errCode: code)
         default:
             return .failed(
                 errCode: code, errCodeDes: description,

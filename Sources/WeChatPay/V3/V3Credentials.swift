@@ -23,7 +23,8 @@ public struct V3Credentials: Sendable {
         guard !wechatpayPublicKeyID.isEmpty else { throw .missing("wechatpay_public_key_id") }
         let privateKey: _RSA.Signing.PrivateKey
         do {
-            privateKey = try _RSA.Signing.PrivateKey(pemRepresentation: privateKeyPEM)
+            // The unsafe initializer also reads keys under 2048 bits, so that a short key is named as such.
+            privateKey = try _RSA.Signing.PrivateKey(unsafePEMRepresentation: privateKeyPEM)
         } catch {
             throw .unreadable("the merchant private key", "not an RSA private key in PEM (PKCS#8, -----BEGIN PRIVATE KEY-----)")
         }
@@ -32,7 +33,7 @@ public struct V3Credentials: Sendable {
         }
         let publicKey: _RSA.Signing.PublicKey
         do {
-            publicKey = try _RSA.Signing.PublicKey(pemRepresentation: wechatpayPublicKeyPEM)
+            publicKey = try _RSA.Signing.PublicKey(unsafePEMRepresentation: wechatpayPublicKeyPEM)
         } catch {
             throw .unreadable("the WeChat Pay public key", "not an RSA public key in PEM (-----BEGIN PUBLIC KEY-----)")
         }

@@ -26,10 +26,12 @@ public struct V3Request: Sendable, Equatable {
         if let subMchID = order.subMchID, !subMchID.isEmpty {
             return V3Request(
                 method: "GET",
-                pathAndQuery: "/v3/pay/partner/transactions/out-trade-no/\(number)?sp_mchid=\(escape(order.mchID))&sub_mchid=\(escape(subMchID))",
+                pathAndQuery:
+                    "/v3/pay/partner/transactions/out-trade-no/\(number)?sp_mchid=\(escape(order.mchID))&sub_mchid=\(escape(subMchID))",
                 body: "")
         }
-        return V3Request(method: "GET", pathAndQuery: "/v3/pay/transactions/out-trade-no/\(number)?mchid=\(escape(order.mchID))", body: "")
+        return V3Request(
+            method: "GET", pathAndQuery: "/v3/pay/transactions/out-trade-no/\(number)?mchid=\(escape(order.mchID))", body: "")
     }
 
     /// The five lines that are signed: method, path, timestamp, nonce, body, each ending in `\n`.
@@ -41,7 +43,8 @@ public struct V3Request: Sendable, Equatable {
     public func authorization(credentials: V3Credentials, timestamp: Int64, nonce: String) throws -> String {
         let signature = try credentials.sign(
             Self.message(method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonce, body: body))
-        return #"WECHATPAY2-SHA256-RSA2048 mchid="\#(credentials.mchID)",nonce_str="\#(nonce)",signature="\#(signature)",timestamp="\#(timestamp)",serial_no="\#(credentials.serialNo)""#
+        return
+            #"WECHATPAY2-SHA256-RSA2048 mchid="\#(credentials.mchID)",nonce_str="\#(nonce)",signature="\#(signature)",timestamp="\#(timestamp)",serial_no="\#(credentials.serialNo)""#
     }
 
     /// Percent-encodes everything but unreserved characters, so an order number is one path segment.
