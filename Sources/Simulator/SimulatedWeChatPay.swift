@@ -22,6 +22,8 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
     public var closeCalls: [String: Int] = [:]
     /// The most close calls for one order that were in flight at the same time.
     public var maxConcurrentCallsPerOrder = 0
+    /// The most close calls, for any orders, that were in flight at the same time.
+    public var maxConcurrentCalls = 0
     /// Every request received, valid or not.
     public var requests = 0
     /// Requests rejected for a bad or missing signature.
@@ -61,6 +63,7 @@ public final class SimulatedWeChatPay: Sendable {
         var faults: [String: FaultPlan] = [:]
         var tradeStates: [String: String] = [:]
         var inFlight: [String: Int] = [:]
+        var totalInFlight = 0
         var stats = SimulatorStats()
     }
 
@@ -178,6 +181,7 @@ public final class SimulatedWeChatPay: Sendable {
         state.withLockedValue { state in
             if let count = state.inFlight[number] {
                 state.inFlight[number] = count > 1 ? count - 1 : nil
+                state.totalInFlight -= 1
             }
         }
     }
@@ -218,6 +222,8 @@ public final class SimulatedWeChatPay: Sendable {
             let inFlight = state.inFlight[outTradeNo, default: 0] + 1
             state.inFlight[outTradeNo] = inFlight
             state.stats.maxConcurrentCallsPerOrder = max(state.stats.maxConcurrentCallsPerOrder, inFlight)
+            state.totalInFlight += 1
+            state.stats.maxConcurrentCalls = max(state.stats.maxConcurrentCalls, state.totalInFlight)
         }
     }
 

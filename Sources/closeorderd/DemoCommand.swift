@@ -5,6 +5,7 @@ import OrderStore
 import Reaper
 import Simulator
 import WeChatPay
+import _CryptoExtras
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,8 +30,15 @@ struct DemoCommand: AsyncParsableCommand {
         let database = folder.appending(path: "orders.sqlite").path
         let merchantID = "1900000109"
         let key = try MerchantKey(Nonce.make())
+        // An API v3 merchant too, with a key pair made for the demo.
+        let v3MerchantID = "1900000333"
+        let v3PrivateKey = try _RSA.Signing.PrivateKey(keySize: .bits2048)
 
-        let simulator = try SimulatedWeChatPay(keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20))
+        let simulator = try SimulatedWeChatPay(
+            keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20),
+            v3Merchants: [v3MerchantID: v3PrivateKey.publicKey])
+        simulator.markPaid("DEMO-V3-PAID")
+        simulator.markPaying("DEMO-V3-USER-PAYING")
         simulator.markPaid("DEMO-PAID-AT-WECHAT")
         simulator.markClosed("DEMO-ALREADY-CLOSED")
         simulator.setFault(FaultPlan(.systemError, times: 1), for: "DEMO-TRANSIENT-ERROR")
@@ -46,9 +54,16 @@ struct DemoCommand: AsyncParsableCommand {
         reaper.backoffBaseSeconds = 1
         reaper.backoffMaxSeconds = 2
         reaper.leaseSeconds = 10
+        let v3 = try V3Credentials(
+            mchID: v3MerchantID, serialNo: "DEMO0000000000000000000000000000000000V3",
+            privateKeyPEM: v3PrivateKey.pemRepresentation,
+            wechatpayPublicKeyPEM: simulator.wechatpayPublicKeyPEM, wechatpayPublicKeyID: SimulatedWeChatPay.wechatpayPublicKeyID)
         let configuration = DaemonConfiguration(
             database: database, api: api, reaper: reaper,
-            merchants: [.init(mchID: merchantID, signType: .hmacSHA256, keySource: "(generated for the demo)", key: key)])
+            merchants: [
+                .init(mchID: merchantID, signType: .hmacSHA256, keySource: "(generated for the demo)", key: key),
+                .init(mchID: v3MerchantID, credentials: .v3(v3), keySource: "(generated for the demo)"),
+            ])
 
         let store = try OrderStore(path: database)
         try await store.migrate()
@@ -128,6 +143,11 @@ struct DemoCommand: AsyncParsableCommand {
                 values: "'\(merchantID)', \(app), 'DEMO-APP-SAW-PAYMENT', unixepoch() - 1200, unixepoch() - 300, 'paid'"),
             due("bad<order>", "out_trade_no with XML metacharacters: failed, never sent"),
             due("DEMO-UNKNOWN-MERCHANT", "mch_id with no configured key: failed, never sent", mch: "1999999999"),
+            due("DEMO-V3-CLOSE", "API v3 merchant: RSA-signed close, 204, verified: closed", mch: "1900000333"),
+            due("DEMO-V3-PAID", "API v3, paid: ORDERPAID, the payment recorded from the query", mch: "1900000333"),
+            due(
+                "DEMO-V3-USER-PAYING", "API v3, the user is paying (USER_PAYING): never closed, asked again later",
+                mch: "1900000333"),
         ]
     }
 }

@@ -44,18 +44,22 @@ import Testing
     }
 
     @Test func sigtermDuringInFlightCallsRecordsThemAndExitsZero() async throws {
-        let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 1500))
+        // Calls that take 5 s (the timeout allows 10): surely in flight when the signal comes.
+        let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 5000))
         defer { Task { await setup.tearDown() } }
+        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            .replacingOccurrences(of: "timeout_seconds: 2", with: "timeout_seconds: 10")
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
         for index in 0..<8 { try setup.database.insert("INFLIGHT\(1000 + index)") }
         let daemon = try setup.daemon()
         try await DaemonProcess.waitUntil(timeout: 20, "calls are in flight") {
             setup.simulator.simulator.stats.closeCalls.count == 8
         }
-        #expect(try setup.count("closing") == 8)
+        #expect(try setup.count("closing") > 0, "calls are in flight when the signal comes")
         daemon.signal(SIGTERM)
         let status = try await daemon.waitForExit(timeout: 20)
         #expect(status == 0, "\(daemon.stderr)")
-        #expect(try setup.count("closed") == 8, "every in-flight call was recorded before exit")
+        #expect(try setup.count("closed") == 8, "every in-flight call was recorded before exit: \(daemon.stderr)")
         #expect(try setup.count("closing") == 0)
         #expect(daemon.stderr.contains("stopped"))
     }
@@ -238,7 +242,9 @@ import Testing
         defer { folder.remove() }
         let demo = try await DaemonProcess.run(["demo"], in: folder)
         #expect(demo.status == 0, "\(demo.stderr)")
-        for expected in ["closed   7", "paid     2", "failed   3", "pending  2", "SIGNERROR", "ORDERPAID", "found '<'"] {
+        for expected in [
+            "closed   8", "paid     3", "failed   3", "pending  3", "SIGNERROR", "ORDERPAID", "found '<'", "DEMO-V3-CLOSE",
+        ] {
             #expect(demo.stdout.contains(expected), "demo output lacks \(expected)")
         }
     }
