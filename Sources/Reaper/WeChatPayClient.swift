@@ -134,12 +134,12 @@ public final class WeChatPayClient: Sendable {
         Result<V3HTTPAnswer, UnusableAnswer>, Exchange
     ) {
         let host = hosts.hostForNextCall()
-        let first = await send(host + path, method: method, headers: headers, body: body)
+        let first = await send(host + path, path: path, method: method, headers: headers, body: body)
         hosts.report(host: host, failedOver: first.failedOver)
         guard first.failedOver, let backup = hosts.backup, host != backup else {
             return (first.answer, Exchange(host: host, httpStatus: first.status, latencyMilliseconds: first.milliseconds))
         }
-        let second = await send(backup + path, method: method, headers: headers, body: body)
+        let second = await send(backup + path, path: path, method: method, headers: headers, body: body)
         hosts.report(host: backup, failedOver: second.failedOver)
         let exchange = Exchange(
             host: backup, httpStatus: second.status, latencyMilliseconds: first.milliseconds + second.milliseconds)
@@ -148,7 +148,7 @@ public final class WeChatPayClient: Sendable {
 
     /// One request. `failedOver` says it never reached a working WeChat Pay (a
     /// connection-level failure or HTTP 5xx), so the backup may serve it.
-    private func send(_ url: String, method: HTTPMethod, headers: [(String, String)], body: String) async -> (
+    private func send(_ url: String, path: String, method: HTTPMethod, headers: [(String, String)], body: String) async -> (
         answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool
     ) {
         let started = ContinuousClock.now
@@ -163,8 +163,13 @@ public final class WeChatPayClient: Sendable {
             let response = try await http.execute(request, timeout: timeout)
             status = Int(response.status.code)
             let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
+            // Only API v3 answers are signed in headers; v2 calls skip collecting them.
             var received: [String: String] = [:]
-            for header in response.headers { received[header.name.lowercased()] = header.value }
+            if path.hasPrefix("/v3/") {
+                for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
+                    received[header.name.lowercased()] = header.value
+                }
+            }
             answer = .success(V3HTTPAnswer(status: Int(response.status.code), headers: received, body: Array(buffer: buffer)))
         } catch is NIOTooManyBytesError {
             answer = .failure(
