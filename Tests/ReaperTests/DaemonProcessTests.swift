@@ -7,41 +7,7 @@ import Testing
 
 /// The real `closeorderd` binary, run as a process against a simulator on loopback.
 @Suite(.serialized) struct DaemonProcessTests {
-    /// A database, a simulator, a key file and a config file, as an operator would set them up.
-    struct Setup {
-        let database: TestDatabase
-        let simulator: TestSimulator
-        let configFile: String
-
-        static func make(behaviour: SimulatorBehaviour = SimulatorBehaviour(), extraReaper: String = "") async throws -> Setup {
-            let database = try await TestDatabase.make()
-            let simulator = try await TestSimulator.start(behaviour: behaviour)
-            let keyFile = try database.directory.write("merchant.key", Fixtures.keyText + "\n")
-            let configFile = try database.directory.write(
-                "config.yaml",
-                Fixtures.yaml(database: database.path, baseURL: simulator.baseURL, keyFile: keyFile, extraReaper: extraReaper))
-            return Setup(database: database, simulator: simulator, configFile: configFile)
-        }
-
-        func daemon(_ arguments: [String] = []) throws -> DaemonProcess {
-            try DaemonProcess(["run", "--config", configFile] + arguments, in: database.directory)
-        }
-
-        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-            try await DaemonProcess.run(arguments, in: database.directory)
-        }
-
-        func count(_ state: String) throws -> Int {
-            try database.app.read { db in
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM orders WHERE state = ?", arguments: [state]) ?? 0
-            }
-        }
-
-        func tearDown() async {
-            await simulator.stop()
-            database.remove()
-        }
-    }
+    typealias Setup = OperatorSetup
 
     @Test func sigtermDuringInFlightCallsRecordsThemAndExitsZero() async throws {
         // Calls that take 5 s (the timeout allows 10): surely in flight when the signal comes.

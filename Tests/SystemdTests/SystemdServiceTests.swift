@@ -9,26 +9,7 @@ import WeChatPay
 /// The real binary under the conditions systemd creates: a notify socket, a watchdog,
 /// credentials, the journal, SIGHUP.
 @Suite(.serialized) struct SystemdServiceTests {
-    struct Setup {
-        let database: TestDatabase
-        let simulator: TestSimulator
-        let configFile: String
-        let keyFile: String
-
-        static func make() async throws -> Setup {
-            let database = try await TestDatabase.make()
-            let simulator = try await TestSimulator.start()
-            let keyFile = try database.directory.write("merchant.key", Fixtures.keyText + "\n")
-            let configFile = try database.directory.write(
-                "config.yaml", Fixtures.yaml(database: database.path, baseURL: simulator.baseURL, keyFile: keyFile))
-            return Setup(database: database, simulator: simulator, configFile: configFile, keyFile: keyFile)
-        }
-
-        func tearDown() async {
-            await simulator.stop()
-            database.remove()
-        }
-    }
+    typealias Setup = OperatorSetup
 
     @Test(arguments: [false, true])
     func readyWatchdogAndStoppingArriveInOrder(abstract: Bool) async throws {
