@@ -11,21 +11,13 @@ public struct Backoff: Sendable, Equatable {
 
     /// The largest wait after attempt `attempt` (1-based).
     public func cap(afterAttempt attempt: Int) -> Double {
-        let exponent = Double(max(0, min(attempt - 1, 62)))
-        return min(maxSeconds, baseSeconds * Double.pow2(exponent))
+        let exponent = UInt64(max(0, min(attempt - 1, 62)))
+        return min(maxSeconds, baseSeconds * Double(UInt64(1) << exponent))
     }
 
     /// When an order that failed attempt `attempt` at `now` becomes due again: at least a second later.
     public func nextAttempt<R: RandomNumberGenerator>(afterAttempt attempt: Int, now: Int64, using random: inout R) -> Int64 {
         let wait = Double.random(in: 0...cap(afterAttempt: attempt), using: &random)
         return now + max(1, Int64(wait.rounded(.up)))
-    }
-}
-
-extension Double {
-    fileprivate static func pow2(_ exponent: Double) -> Double {
-        var result = 1.0
-        for _ in 0..<Int(exponent) { result *= 2 }
-        return result
     }
 }

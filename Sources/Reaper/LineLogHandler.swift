@@ -10,11 +10,9 @@ public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
-    let label: String
     let syslogPrefixes: Bool
 
-    public init(label: String, syslogPrefixes: Bool = false) {
-        self.label = label
+    public init(syslogPrefixes: Bool = false) {
         self.syslogPrefixes = syslogPrefixes
     }
 

@@ -227,7 +227,7 @@ public struct Reaper: Service {
                 logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
                 return
             case .success(.applied):
-                count(record.newState)
+                totals.count(record.newState)
                 let level: Logger.Level =
                     record.newState == .failed ? .error : (record.newState == .pending ? .warning : .info)
                 logger.log(level: level, "\(record.message)", metadata: metadata)
@@ -241,9 +241,6 @@ public struct Reaper: Service {
         logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)
     }
 
-    private func count(_ state: OrderState) {
-        totals.count(state)
-    }
 }
 
 /// What the reaper recorded since it started, shared by its call tasks.

@@ -46,31 +46,18 @@ public final class WeChatPayClient: Sendable {
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
-    public var baseURL: String { hosts.primary }
-
     /// Closes one order. Never throws: a failure to get a usable answer is a `.retry` verdict.
     public func close(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (
         CloseVerdict, Exchange
     ) {
-        switch credentials {
-        case .v2(let key, let signType):
-            let (answer, exchange) = await call(
-                V2Endpoint.closeOrder.rawValue, method: .POST, headers: Self.xmlHeaders,
-                body: V2Request.body(for: order, key: key, signType: signType))
-            switch answer {
-            case .success(let answer):
-                return (CloseOrderResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
-            case .failure(let unusable):
-                return (CloseVerdict(unusable), exchange)
-            }
-        case .v3(let credentials):
-            let (answer, exchange) = await callV3(V3Request.close(order), credentials: credentials)
-            switch answer {
-            case .success(let answer):
-                return (V3Answer.closeVerdict(answer, credentials: credentials, now: Self.now()), exchange)
-            case .failure(let unusable):
-                return (CloseVerdict(unusable), exchange)
-            }
+        let (answer, exchange) = await perform(.closeOrder, V3Request.close(order), order: order, credentials: credentials)
+        switch (answer, credentials) {
+        case (.failure(let unusable), _):
+            return (CloseVerdict(unusable), exchange)
+        case (.success(let answer), .v2(let key, _)):
+            return (CloseOrderResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
+        case (.success(let answer), .v3(let v3)):
+            return (V3Answer.closeVerdict(answer, credentials: v3, now: Self.now()), exchange)
         }
     }
 
@@ -78,25 +65,29 @@ public final class WeChatPayClient: Sendable {
     public func query(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (
         QueryConclusion, Exchange
     ) {
+        let (answer, exchange) = await perform(.orderQuery, V3Request.query(order), order: order, credentials: credentials)
+        switch (answer, credentials) {
+        case (.failure(let unusable), _):
+            return (.unclear(unusable, errCode: nil), exchange)
+        case (.success(let answer), .v2(let key, _)):
+            return (OrderQueryResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
+        case (.success(let answer), .v3(let v3)):
+            return (V3Answer.queryConclusion(answer, order: order, credentials: v3, now: Self.now()), exchange)
+        }
+    }
+
+    /// Sends the v2 call (signed XML) or the v3 request (RSA-signed), as the merchant's keys say.
+    private func perform(
+        _ v2: V2Endpoint, _ v3: @autoclosure () -> V3Request, order: OrderIdentity,
+        credentials: DaemonConfiguration.Merchant.Credentials
+    ) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
         switch credentials {
         case .v2(let key, let signType):
-            let (answer, exchange) = await call(
-                V2Endpoint.orderQuery.rawValue, method: .POST, headers: Self.xmlHeaders,
+            return await call(
+                v2.rawValue, method: .POST, headers: Self.xmlHeaders,
                 body: V2Request.body(for: order, key: key, signType: signType))
-            switch answer {
-            case .success(let answer):
-                return (OrderQueryResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
-            case .failure(let unusable):
-                return (.unclear(unusable, errCode: nil), exchange)
-            }
-        case .v3(let credentials):
-            let (answer, exchange) = await callV3(V3Request.query(order), credentials: credentials)
-            switch answer {
-            case .success(let answer):
-                return (V3Answer.queryConclusion(answer, order: order, credentials: credentials, now: Self.now()), exchange)
-            case .failure(let unusable):
-                return (.unclear(unusable, errCode: nil), exchange)
-            }
+        case .v3(let v3Credentials):
+            return await callV3(v3(), credentials: v3Credentials)
         }
     }
 

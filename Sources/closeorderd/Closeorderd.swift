@@ -55,6 +55,6 @@ func output(_ text: String) {
 /// journal; call once per process.
 func bootstrapLogging() -> Logger {
     let journal = JournalStream.stderrIsJournal()
-    LoggingSystem.bootstrap { label in LineLogHandler(label: label, syslogPrefixes: journal) }
+    LoggingSystem.bootstrap { _ in LineLogHandler(syslogPrefixes: journal) }
     return Logger(label: "closeorderd")
 }
