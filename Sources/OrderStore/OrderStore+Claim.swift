@@ -35,6 +35,28 @@ public struct ClaimedOrder: Sendable, Equatable {
     public let previousTradeState: String?
 }
 
+extension ClaimedOrder {
+    /// Reads a claimed row's identity and previous outcome; fails naming the first column
+    /// that is not usable text.
+    init(
+        row: Row, id: Int64, attempt: Int, leaseToken: String, leaseExpiresAt: Int64, recovered: Bool
+    ) throws(ColumnProblem) {
+        func required(_ name: String) throws(ColumnProblem) -> String {
+            guard let text = try StoredValue.text(row, name) else {
+                throw ColumnProblem(column: name, reason: "is NULL")
+            }
+            return text
+        }
+        self.init(
+            id: id, mchID: try required("mch_id"), appid: try required("appid"),
+            outTradeNo: try required("out_trade_no"), subMchID: try StoredValue.text(row, "sub_mch_id"),
+            subAppID: try StoredValue.text(row, "sub_appid"), attempt: attempt, leaseToken: leaseToken,
+            leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered,
+            previousErrCode: try StoredValue.text(row, "err_code"),
+            previousTradeState: try StoredValue.text(row, "trade_state"))
+    }
+}
+
 extension OrderStore {
     /// The due-order query: pending orders past their deadline and minimum age whose
     /// backoff has passed, and orders whose lease expired. Each branch reads a partial
@@ -89,7 +111,7 @@ extension OrderStore {
                 let rows = try Row.fetchAll(
                     db.cachedStatement(
                         sql: """
-                            SELECT id, mch_id, appid, out_trade_no, sub_mch_id, sub_appid, attempts, state, err_code, trade_state
+                            SELECT id, attempts, state, \(Self.claimedTextColumns.map(StoredValue.textSelection).joined(separator: ", "))
                               FROM orders WHERE id IN (SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit)
                             """),
                     arguments: arguments)
@@ -102,21 +124,24 @@ extension OrderStore {
                          WHERE id = ?
                         """)
                 for row in rows {
-                    let id: Int64 = row["id"]
-                    let attempts: Int = row["attempts"]
-                    let recovered = (row["state"] as String) == OrderState.closing.rawValue
-                    if recovered && attempts >= maxAttempts {
-                        try Self.abandon(db, id: id, attempts: attempts, now: now)
+                    let id: Int64 = Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0
+                    let recovered = String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
+                    let order: ClaimedOrder
+                    do throws(ColumnProblem) {
+                        let attempts = Int(clamping: try StoredValue.integer(row, "attempts") ?? 0)
+                        order = try ClaimedOrder(
+                            row: row, id: id, attempt: attempts + 1, leaseToken: token, leaseExpiresAt: leaseExpiresAt,
+                            recovered: recovered)
+                    } catch {
+                        try Self.reject(db, id: id, problem: error, now: now)
+                        continue
+                    }
+                    if recovered && order.attempt > maxAttempts {
+                        try Self.abandon(db, id: id, attempts: order.attempt - 1, now: now)
                         continue
                     }
                     try claim.execute(arguments: [token, leaseExpiresAt, now, id])
-                    claimed.append(
-                        ClaimedOrder(
-                            id: id, mchID: row["mch_id"] ?? "", appid: row["appid"] ?? "",
-                            outTradeNo: row["out_trade_no"] ?? "", subMchID: row["sub_mch_id"],
-                            subAppID: row["sub_appid"], attempt: attempts + 1, leaseToken: token,
-                            leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered,
-                            previousErrCode: row["err_code"], previousTradeState: row["trade_state"]))
+                    claimed.append(order)
                 }
                 return claimed
             }
@@ -139,6 +164,28 @@ extension OrderStore {
         }
     }
 
+    /// The text columns the claim reads, each failably (see `StoredValue`).
+    static let claimedTextColumns = ["mch_id", "appid", "out_trade_no", "sub_mch_id", "sub_appid", "err_code", "trade_state"]
+
+    /// Fails a due row that cannot be read, without any call: `last_error` names the column
+    /// and what it holds, and the history gets an `invalid` line.
+    private static func reject(_ db: Database, id: Int64, problem: ColumnProblem, now: Int64) throws {
+        let message = "not sent: \(problem)"
+        try db.execute(
+            sql: """
+                UPDATE orders SET state = 'failed', attempts = attempts + 1, last_error = ?, lease_token = NULL,
+                       lease_expires_at = NULL, next_attempt_at = NULL, updated_at = ?
+                 WHERE id = ?
+                """,
+            arguments: [message, now, id])
+        try db.execute(
+            sql: """
+                INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, message)
+                SELECT id, attempts, ?, ?, 'invalid', ? FROM orders WHERE id = ?
+                """,
+            arguments: [now, now, message, id])
+    }
+
     private static func abandon(_ db: Database, id: Int64, attempts: Int, now: Int64) throws {
         let message =
             "gave up after \(attempts) attempts: the last call's lease expired before its outcome "
@@ -156,5 +203,22 @@ extension OrderStore {
                 VALUES (?, ?, ?, ?, 'abandoned', ?)
                 """,
             arguments: [id, attempts, now, now, message])
+    }
+}
+
+extension OrderStore {
+    /// Whether `order` is still `closing` under this claim's lease: false when the app
+    /// changed it meanwhile (set it `paid`, deleted it) or another process took it over.
+    /// The reaper asks before calling for an order that waited in its queue.
+    public func isStillClaimed(_ order: ClaimedOrder) async throws(StoreError) -> Bool {
+        try await run {
+            try await writer.read { db in
+                let row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT state, lease_token FROM orders WHERE id = ?"), arguments: [order.id])
+                guard let row else { return false }
+                return String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
+                    && String.fromDatabaseValue(row["lease_token"] as DatabaseValue) == order.leaseToken
+            }
+        }
     }
 }

@@ -45,31 +45,67 @@ public struct OrderRecord: Sendable, Codable, Equatable {
         case lastError = "last_error"
         case closedAt = "closed_at"
         case updatedAt = "updated_at"
+        case unreadable = "unreadable_columns"
     }
 
+    /// Columns whose value is not of the column's type, with what they hold instead (for
+    /// example `updated_at` written by the app as `CURRENT_TIMESTAMP` text that is not a date).
+    public var unreadable: [String: String] = [:]
+
+    /// The select list `init(row:)` reads: text columns as their exact bytes (see `StoredValue`).
+    static let selection =
+        (["id", "attempts", "total_fee"] + timeColumns
+            + textColumns.map(StoredValue.textSelection)).joined(separator: ", ")
+    static let textColumns = [
+        "mch_id", "appid", "out_trade_no", "sub_mch_id", "sub_appid", "state", "err_code", "err_code_des", "last_error",
+        "trade_state", "transaction_id", "time_end", "trade_type",
+    ]
+    static let timeColumns = [
+        "created_at", "expires_at", "next_attempt_at", "lease_expires_at", "closed_at", "updated_at",
+    ]
+
+    /// Reads a row whatever the app wrote into it: never traps; a value that is not of its
+    /// column's type is shown as it is (see `unreadable`).
     init(row: Row) {
-        id = row["id"]
-        mchID = row["mch_id"] ?? ""
-        appid = row["appid"] ?? ""
-        outTradeNo = row["out_trade_no"] ?? ""
-        subMchID = row["sub_mch_id"]
-        subAppID = row["sub_appid"]
-        createdAt = row["created_at"] ?? 0
-        expiresAt = row["expires_at"]
-        state = row["state"] ?? ""
-        attempts = row["attempts"] ?? 0
-        nextAttemptAt = row["next_attempt_at"]
-        leaseExpiresAt = row["lease_expires_at"]
-        errCode = row["err_code"]
-        errCodeDes = row["err_code_des"]
-        lastError = row["last_error"]
-        closedAt = row["closed_at"]
-        updatedAt = row["updated_at"] ?? 0
-        tradeState = row["trade_state"]
-        transactionID = row["transaction_id"]
-        totalFee = row["total_fee"]
-        timeEnd = row["time_end"]
-        tradeType = row["trade_type"]
+        func text(_ name: String) -> String? { StoredValue.displayText(row, name) }
+        var unreadable: [String: String] = [:]
+        func seconds(_ name: String) -> Int64? {
+            if let raw = StoredValue.displayRaw(row, name), StoredValue.displaySeconds(row, name) == nil {
+                unreadable[name] = raw
+            }
+            return StoredValue.displaySeconds(row, name)
+        }
+        func integer(_ name: String) -> Int? {
+            do {
+                return try StoredValue.integer(row, name).map { Int(clamping: $0) }
+            } catch {
+                unreadable[name] = StoredValue.displayRaw(row, name)
+                return nil
+            }
+        }
+        id = Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0
+        mchID = text("mch_id") ?? ""
+        appid = text("appid") ?? ""
+        outTradeNo = text("out_trade_no") ?? ""
+        subMchID = text("sub_mch_id")
+        subAppID = text("sub_appid")
+        createdAt = seconds("created_at") ?? 0
+        expiresAt = seconds("expires_at")
+        state = text("state") ?? ""
+        attempts = integer("attempts") ?? 0
+        nextAttemptAt = seconds("next_attempt_at")
+        leaseExpiresAt = seconds("lease_expires_at")
+        errCode = text("err_code")
+        errCodeDes = text("err_code_des")
+        lastError = text("last_error")
+        closedAt = seconds("closed_at")
+        updatedAt = seconds("updated_at") ?? 0
+        tradeState = text("trade_state")
+        transactionID = text("transaction_id")
+        totalFee = integer("total_fee")
+        timeEnd = text("time_end")
+        tradeType = text("trade_type")
+        self.unreadable = unreadable
     }
 }
 
@@ -100,6 +136,25 @@ public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
     }
 }
 
+extension AttemptHistoryRecord {
+    static let selection =
+        (["attempt", "started_at", "finished_at", "latency_ms", "http_status"]
+            + ["call", "host", "outcome", "err_code", "err_code_des", "message"].map(StoredValue.textSelection))
+        .joined(separator: ", ")
+
+    /// Reads a history line without trapping on a value of the wrong type.
+    init(row: Row) {
+        func integer(_ name: String) -> Int64? { StoredValue.displaySeconds(row, name) }
+        func text(_ name: String) -> String? { StoredValue.displayText(row, name) }
+        self.init(
+            attempt: Int(clamping: integer("attempt") ?? 0), call: text("call"), host: text("host"),
+            startedAt: integer("started_at") ?? 0, finishedAt: integer("finished_at") ?? 0,
+            latencyMilliseconds: integer("latency_ms").map { Int(clamping: $0) }, outcome: text("outcome") ?? "",
+            httpStatus: integer("http_status").map { Int(clamping: $0) }, errCode: text("err_code"),
+            errCodeDes: text("err_code_des"), message: text("message") ?? "")
+    }
+}
+
 /// What `closeorderd query` prints with no argument.
 public struct StoreSummary: Sendable, Codable, Equatable {
     /// Rows per state, every state present (zero when none).
@@ -125,14 +180,19 @@ extension OrderStore {
         try await run {
             try await writer.read { db in
                 var counts = Dictionary(uniqueKeysWithValues: OrderState.allCases.map { ($0.rawValue, 0) })
-                for row in try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM orders GROUP BY state") {
-                    counts[row["state"] ?? "?"] = row["n"]
+                for row in try Row.fetchAll(db, sql: "SELECT \(StoredValue.textSelection("state")), count(*) AS n FROM orders GROUP BY state") {
+                    counts[StoredValue.displayText(row, "state") ?? "?"] = Int.fromDatabaseValue(row["n"] as DatabaseValue)
                 }
                 var failures: [String: Int] = [:]
                 for row in try Row.fetchAll(
-                    db, sql: "SELECT err_code, count(*) AS n FROM orders WHERE state = 'failed' GROUP BY err_code")
+                    db,
+                    sql: """
+                        SELECT \(StoredValue.textSelection("err_code")), count(*) AS n
+                          FROM orders WHERE state = 'failed' GROUP BY err_code
+                        """)
                 {
-                    failures[(row["err_code"] as String?) ?? "(none)"] = row["n"]
+                    failures[StoredValue.displayText(row, "err_code") ?? "(none)", default: 0] +=
+                        Int.fromDatabaseValue(row["n"] as DatabaseValue) ?? 0
                 }
                 var arguments = Self.dueArguments(now: now, policy: policy)
                 arguments += ["minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds]
@@ -159,7 +219,7 @@ extension OrderStore {
         try await run {
             try await writer.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT * FROM orders WHERE state = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+                    db, sql: "SELECT \(OrderRecord.selection) FROM orders WHERE state = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
                     arguments: [state.rawValue, limit]
                 ).map(OrderRecord.init(row:))
             }
@@ -170,7 +230,7 @@ extension OrderStore {
     public func orders(outTradeNo: String) async throws(StoreError) -> [OrderRecord] {
         try await run {
             try await writer.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM orders WHERE out_trade_no = ? ORDER BY id", arguments: [outTradeNo])
+                try Row.fetchAll(db, sql: "SELECT \(OrderRecord.selection) FROM orders WHERE out_trade_no = ? ORDER BY id", arguments: [outTradeNo])
                     .map(OrderRecord.init(row:))
             }
         }
@@ -181,13 +241,10 @@ extension OrderStore {
         try await run {
             try await writer.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT * FROM close_attempts WHERE order_id = ? ORDER BY id", arguments: [orderID]
+                    db, sql: "SELECT \(AttemptHistoryRecord.selection) FROM close_attempts WHERE order_id = ? ORDER BY id",
+                    arguments: [orderID]
                 ).map { row in
-                    AttemptHistoryRecord(
-                        attempt: row["attempt"], call: row["call"], host: row["host"], startedAt: row["started_at"],
-                        finishedAt: row["finished_at"],
-                        latencyMilliseconds: row["latency_ms"], outcome: row["outcome"], httpStatus: row["http_status"],
-                        errCode: row["err_code"], errCodeDes: row["err_code_des"], message: row["message"])
+                    AttemptHistoryRecord(row: row)
                 }
             }
         }

@@ -13,11 +13,26 @@ public struct RequeueSelection: Sendable, Equatable {
     }
 }
 
+/// What `closeorderd retry` did.
+public struct RequeueResult: Sendable, Equatable {
+    /// Orders moved back to `pending`.
+    public var requeued: Int
+    /// Selected orders left `failed` because `created_at` or `expires_at` is still not Unix
+    /// seconds between 2000 and 2200: requeued, they would never become due.
+    public var leftWithBadTimes: Int
+}
+
 extension OrderStore {
+    /// The rows whose times the schema accepts (see `migrations/0003_refuse_bad_rows.sql`).
+    static let plausibleTimes = """
+        created_at BETWEEN 946684800 AND 7258118400
+        AND (expires_at IS NULL OR expires_at BETWEEN 946684800 AND 7258118400)
+        """
+
     /// Moves the selected `failed` orders back to `pending` with their attempts reset, so
     /// they are closed at the next poll; their history is kept and gains a `requeued` line.
-    /// Returns how many were moved.
-    public func requeueFailed(_ selection: RequeueSelection, now: Int64) async throws(StoreError) -> Int {
+    /// Orders whose times are implausible stay `failed` (and are counted).
+    public func requeueFailed(_ selection: RequeueSelection, now: Int64) async throws(StoreError) -> RequeueResult {
         try await run {
             try await writer.write { db in
                 var conditions = ["state = 'failed'"]
@@ -34,9 +49,14 @@ extension OrderStore {
                     conditions.append("mch_id = ?")
                     arguments.append(mchID)
                 }
+                let selected = conditions.joined(separator: " AND ")
                 let ids = try Int64.fetchAll(
-                    db, sql: "SELECT id FROM orders WHERE \(conditions.joined(separator: " AND "))",
+                    db, sql: "SELECT id FROM orders WHERE \(selected) AND \(Self.plausibleTimes)",
                     arguments: StatementArguments(arguments))
+                let leftWithBadTimes =
+                    try Int.fetchOne(
+                        db, sql: "SELECT count(*) FROM orders WHERE \(selected) AND NOT (\(Self.plausibleTimes))",
+                        arguments: StatementArguments(arguments)) ?? 0
                 for id in ids {
                     try db.execute(
                         sql: """
@@ -52,7 +72,7 @@ extension OrderStore {
                              WHERE id = ? AND state = 'failed'
                             """, arguments: [now, id])
                 }
-                return ids.count
+                return RequeueResult(requeued: ids.count, leftWithBadTimes: leftWithBadTimes)
             }
         }
     }

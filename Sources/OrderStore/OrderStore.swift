@@ -21,9 +21,15 @@ public final class OrderStore: Sendable {
     /// The device and inode of the file when it was opened, to notice it being replaced or deleted.
     let fileIdentity: FileIdentity?
 
-    /// Opens (creating if needed) the database for reading and writing, in WAL mode.
-    public init(path: String, busyTimeout: TimeInterval = OrderStore.defaultBusyTimeout) throws(StoreError) {
+    /// Opens the database for reading and writing, in WAL mode; with `create` (the daemon and
+    /// `migrate`) a missing file is created, otherwise (`retry`) it is an error naming the path.
+    public init(
+        path: String, create: Bool = true, busyTimeout: TimeInterval = OrderStore.defaultBusyTimeout
+    ) throws(StoreError) {
         self.path = path
+        guard create || FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(path: path, message: "no database file at \(path) (check --db or the configuration's database)")
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = false
@@ -67,7 +73,7 @@ public final class OrderStore: Sendable {
     /// never blocks the daemon or the app.
     public static func openReadOnly(path: String) throws(StoreError) -> OrderStore {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw StoreError(path: path, message: "no database file at \(path)")
+            throw StoreError(path: path, message: "no database file at \(path) (check --db or the configuration's database)")
         }
         var configuration = Configuration()
         configuration.readonly = true

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import WeChatPay
 
 /// Writes one line per log event to stderr: `LEVEL message key=value …`, metadata sorted
 /// by key so that fields like `out_trade_no=…` stay greppable. Values with spaces are quoted.
@@ -37,24 +38,42 @@ public struct LineLogHandler: LogHandler {
         FileHandle.standardError.write(Data(line(for: event).utf8))
     }
 
-    /// The text written for one event, newline included.
+    /// The text written for one event, newline included. Control characters (CR, LF, ESC,
+    /// U+2028, bidirectional overrides, …) in the message and in values are escaped, so a line
+    /// is always one line and cannot rewrite a terminal or forge another entry.
     public func line(for event: LogEvent) -> String {
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { $1 } }
         var line = syslogPrefixes ? "<\(Self.syslogPriority(event.level))>" : ""
-        line += "\(event.level.rawValue.uppercased()) \("\(event.message)".replacingOccurrences(of: "\n", with: " "))"
+        line += "\(event.level.rawValue.uppercased()) \(Self.escaped("\(event.message)"))"
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            line += " \(key)=\(Self.quoted("\(value)"))"
+            line += " \(Self.escaped(key))=\(Self.quoted("\(value)"))"
         }
         return line + "\n"
     }
 
+    /// The value as it is, or in quotes when it is empty or holds a space, quote, `=` or control character.
     static func quoted(_ value: String) -> String {
-        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) else {
+        guard value.isEmpty || value.unicodeScalars.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || Untrusted.isControl($0) })
+        else {
             return value
         }
-        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n")
-        return "\"\(escaped)\""
+        return "\"" + escaped(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+    }
+
+    /// `\n`, `\r`, `\t` and `\u{…}` for every control character.
+    static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: Untrusted.isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where Untrusted.isControl(scalar): result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 }

@@ -8,6 +8,9 @@ import WeChatPay
 extension Reaper {
     func close(_ order: ClaimedOrder, configuration: DaemonConfiguration, client: WeChatPayClient) async {
         var attempt = Attempt(order: order, settings: configuration.reaper, startedAt: clock())
+        // No call may be in flight when the lease ends, or another poll could claim the order and
+        // call for it at the same time. `clock()` counts whole seconds, so a second is taken off.
+        attempt.notAfter = .now + .seconds(order.leaseExpiresAt - clock() - 1)
         let identity = OrderIdentity(
             appid: order.appid, mchID: order.mchID, outTradeNo: order.outTradeNo,
             subAppID: order.subAppID, subMchID: order.subMchID)
@@ -36,7 +39,7 @@ extension Reaper {
             guard conclusion == .notPaid else { return conclude(&attempt, from: conclusion, afterClose: false) }
         }
         let (verdict, exchange) = await call(merchant.mchID) {
-            await client.close(identity, credentials: merchant.credentials)
+            await client.close(identity, credentials: merchant.credentials, notAfter: attempt.notAfter)
         }
         attempt.add(call: "closeorder", exchange: exchange, outcome: verdict.outcome.rawValue, verdict: verdict, clock: clock())
         observe(verdict.symptom, mchID: merchant.mchID, usable: verdict.outcome != .retry || verdict.symptom == .frequencyLimited)
@@ -132,7 +135,7 @@ extension Reaper {
         _ attempt: inout Attempt, identity: OrderIdentity, merchant: DaemonConfiguration.Merchant, client: WeChatPayClient
     ) async -> QueryConclusion {
         let (conclusion, exchange) = await call(merchant.mchID) {
-            await client.query(identity, credentials: merchant.credentials)
+            await client.query(identity, credentials: merchant.credentials, notAfter: attempt.notAfter)
         }
         let (outcome, message, symptom): (String, String, FailureSymptom?) =
             switch conclusion {
@@ -188,6 +191,8 @@ struct Attempt {
     let order: ClaimedOrder
     let settings: DaemonConfiguration.ReaperSettings
     var record: AttemptRecord
+    /// The end of the claim's lease: no call may still be in flight then.
+    var notAfter: ContinuousClock.Instant = .now
 
     init(order: ClaimedOrder, settings: DaemonConfiguration.ReaperSettings, startedAt: Int64) {
         self.order = order

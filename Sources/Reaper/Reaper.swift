@@ -74,7 +74,7 @@ public struct Reaper: Service {
         var claimedTotal = 0
         var claimError: StoreError?
         var fileError: StoreError?
-        var queued: [ClaimedOrder] = []
+        var queued: [QueuedOrder] = []
         var handBack: [ClaimedOrder] = []
         var exhausted = false
         var configuredLimits: [String: Double?]?
@@ -98,14 +98,17 @@ public struct Reaper: Service {
 
                 // Start queued orders while slots are free.
                 while !queued.isEmpty, slots.tryTake() {
-                    let order = queued.removeFirst()
+                    let (order, claimedAt) = (queued[0].order, queued[0].claimedAt)
+                    queued.removeFirst()
                     guard order.leaseExpiresAt - clock() > Int64(configuration.api.timeoutSeconds.rounded(.up)) + 1 else {
                         handBack.append(order)
                         slots.release()
                         continue
                     }
                     group.addTask {
-                        await self.close(order, configuration: configuration, client: client)
+                        if await self.stillOurs(order, queuedSince: claimedAt) {
+                            await self.close(order, configuration: configuration, client: client)
+                        }
                         slots.release()
                     }
                 }
@@ -123,7 +126,7 @@ public struct Reaper: Service {
                     case .probe:
                         wanted = 1
                     case .waitUntil(let instant):
-                        await release(queued)
+                        await release(queued.map(\.order))
                         queued.removeAll()
                         if untilIdle { break polling }
                         try? await pause(until: instant, atMost: settings.pollIntervalSeconds)
@@ -145,7 +148,8 @@ public struct Reaper: Service {
                         continue
                     }
                     if wanted == 1 && claimed.isEmpty { breaker.probeNotSent() }
-                    queued += claimed
+                    let now = ContinuousClock.now
+                    queued += claimed.map { QueuedOrder(order: $0, claimedAt: now) }
                     claimedTotal += claimed.count
                     exhausted = claimed.count < wanted
                     observer?.pollSucceeded(
@@ -166,7 +170,7 @@ public struct Reaper: Service {
                 }
             }
             // Orders claimed but never started go back to pending at once.
-            await release(queued)
+            await release(queued.map(\.order))
             let inFlight = slots.inUse
             if Task.isShuttingDownGracefully {
                 observer?.draining(inFlight: inFlight)
@@ -177,6 +181,23 @@ public struct Reaper: Service {
         }
         if let error = fileError ?? claimError { throw error }
         return claimedTotal
+    }
+
+    /// An order that waited in the queue for a second or more is read again before its call:
+    /// the app may have set it `paid` (or deleted it) meanwhile.
+    private func stillOurs(_ order: ClaimedOrder, queuedSince claimedAt: ContinuousClock.Instant) async -> Bool {
+        guard ContinuousClock.now - claimedAt >= .seconds(1) else { return true }
+        do {
+            if try await store.isStillClaimed(order) { return true }
+            logger.info(
+                "row changed while the order waited for a call slot; not called, left as it is",
+                metadata: ["out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)"])
+            return false
+        } catch {
+            // The write-back is fenced by the lease token whatever happens: go on with the call.
+            logger.warning("cannot re-read a queued order; calling anyway", metadata: ["error": "\(error)"])
+            return true
+        }
     }
 
     /// Hands claimed orders back unstarted: `pending` again, the attempt not counted.
@@ -241,6 +262,12 @@ public struct Reaper: Service {
         logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)
     }
 
+}
+
+/// A claimed order waiting for a free call slot.
+struct QueuedOrder: Sendable {
+    let order: ClaimedOrder
+    let claimedAt: ContinuousClock.Instant
 }
 
 /// What the reaper recorded since it started, shared by its call tasks.

@@ -19,15 +19,16 @@ public struct Exchange: Sendable {
 /// and API v3 close and query (RSA-signed JSON, answers verified).
 ///
 /// Connections are kept alive and reused, up to `maxConnections` per host; redirects are
-/// refused (a payment API does not redirect); each call is bounded by `timeoutSeconds`
-/// for the response head and for reading the body, which is capped at 64 KB.
+/// refused (a payment API does not redirect); each call, connecting, the response head and
+/// the whole body together, ends within `timeoutSeconds` (and before `notAfter`, the end of
+/// the caller's lease); the body is capped at 64 KB.
 ///
 /// With a backup base URL, a connection-level failure or an HTTP 5xx from the primary is
 /// retried at once on the backup, and later calls go to the backup until the primary
 /// answers a probe again (one call at most every `probeIntervalSeconds`).
 public final class WeChatPayClient: Sendable {
     public let hosts: HostSelector
-    let timeout: TimeAmount
+    let timeout: Duration
     let http: HTTPClient
 
     public init(
@@ -39,7 +40,8 @@ public final class WeChatPayClient: Sendable {
         self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
-        configuration.timeout = HTTPClient.Configuration.Timeout(connect: min(timeout, .seconds(5)), read: timeout)
+        configuration.timeout = HTTPClient.Configuration.Timeout(
+            connect: min(TimeAmount(timeout), .seconds(5)), read: TimeAmount(timeout))
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
         configuration.decompression = .disabled
@@ -47,10 +49,14 @@ public final class WeChatPayClient: Sendable {
     }
 
     /// Closes one order. Never throws: a failure to get a usable answer is a `.retry` verdict.
-    public func close(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (
-        CloseVerdict, Exchange
-    ) {
-        let (answer, exchange) = await perform(.closeOrder, V3Request.close(order), order: order, credentials: credentials)
+    /// No call is in flight after `notAfter` (the end of the caller's lease): one that
+    /// could not finish by then is not started.
+    public func close(
+        _ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials,
+        notAfter: ContinuousClock.Instant? = nil
+    ) async -> (CloseVerdict, Exchange) {
+        let (answer, exchange) = await perform(
+            .closeOrder, V3Request.close(order), order: order, credentials: credentials, notAfter: notAfter)
         switch (answer, credentials) {
         case (.failure(let unusable), _):
             return (CloseVerdict(unusable), exchange)
@@ -62,10 +68,12 @@ public final class WeChatPayClient: Sendable {
     }
 
     /// Asks for the order's trade state. Never throws: no usable answer is `.unclear`.
-    public func query(_ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials) async -> (
-        QueryConclusion, Exchange
-    ) {
-        let (answer, exchange) = await perform(.orderQuery, V3Request.query(order), order: order, credentials: credentials)
+    public func query(
+        _ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials,
+        notAfter: ContinuousClock.Instant? = nil
+    ) async -> (QueryConclusion, Exchange) {
+        let (answer, exchange) = await perform(
+            .orderQuery, V3Request.query(order), order: order, credentials: credentials, notAfter: notAfter)
         switch (answer, credentials) {
         case (.failure(let unusable), _):
             return (.unclear(unusable, errCode: nil), exchange)
@@ -79,15 +87,15 @@ public final class WeChatPayClient: Sendable {
     /// Sends the v2 call (signed XML) or the v3 request (RSA-signed), as the merchant's keys say.
     private func perform(
         _ v2: V2Endpoint, _ v3: @autoclosure () -> V3Request, order: OrderIdentity,
-        credentials: DaemonConfiguration.Merchant.Credentials
+        credentials: DaemonConfiguration.Merchant.Credentials, notAfter: ContinuousClock.Instant?
     ) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
         switch credentials {
         case .v2(let key, let signType):
             return await call(
                 v2.rawValue, method: .POST, headers: Self.xmlHeaders,
-                body: V2Request.body(for: order, key: key, signType: signType))
+                body: V2Request.body(for: order, key: key, signType: signType), notAfter: notAfter)
         case .v3(let v3Credentials):
-            return await callV3(v3(), credentials: v3Credentials)
+            return await callV3(v3(), credentials: v3Credentials, notAfter: notAfter)
         }
     }
 
@@ -95,7 +103,7 @@ public final class WeChatPayClient: Sendable {
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
-    private func callV3(_ request: V3Request, credentials: V3Credentials) async -> (
+    private func callV3(_ request: V3Request, credentials: V3Credentials, notAfter: ContinuousClock.Instant?) async -> (
         Result<V3HTTPAnswer, UnusableAnswer>, Exchange
     ) {
         let authorization: String
@@ -113,7 +121,8 @@ public final class WeChatPayClient: Sendable {
         ]
         if request.method == "POST" { headers.append(("Content-Type", "application/json")) }
         return await call(
-            request.pathAndQuery, method: request.method == "GET" ? .GET : .POST, headers: headers, body: request.body)
+            request.pathAndQuery, method: request.method == "GET" ? .GET : .POST, headers: headers, body: request.body,
+            notAfter: notAfter)
     }
 
     /// Closes the connections; call once, after the last call.
@@ -121,47 +130,71 @@ public final class WeChatPayClient: Sendable {
         try? await http.shutdown()
     }
 
-    private func call(_ path: String, method: HTTPMethod, headers: [(String, String)], body: String) async -> (
-        Result<V3HTTPAnswer, UnusableAnswer>, Exchange
-    ) {
+    private func call(
+        _ path: String, method: HTTPMethod, headers: [(String, String)], body: String, notAfter: ContinuousClock.Instant?
+    ) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
         let host = hosts.hostForNextCall()
-        let first = await send(host + path, path: path, method: method, headers: headers, body: body)
+        guard let first = await send(host + path, path: path, method: method, headers: headers, body: body, notAfter: notAfter)
+        else {
+            return (.failure(Self.leaseTooShort), Exchange(host: host, httpStatus: nil, latencyMilliseconds: 0))
+        }
         hosts.report(host: host, failedOver: first.failedOver)
-        guard first.failedOver, let backup = hosts.backup, host != backup else {
+        guard first.failedOver, let backup = hosts.backup, host != backup,
+            let second = await send(
+                backup + path, path: path, method: method, headers: headers, body: body, notAfter: notAfter)
+        else {
             return (first.answer, Exchange(host: host, httpStatus: first.status, latencyMilliseconds: first.milliseconds))
         }
-        let second = await send(backup + path, path: path, method: method, headers: headers, body: body)
         hosts.report(host: backup, failedOver: second.failedOver)
         let exchange = Exchange(
             host: backup, httpStatus: second.status, latencyMilliseconds: first.milliseconds + second.milliseconds)
         return (second.answer, exchange)
     }
 
-    /// One request. `failedOver` says it never reached a working WeChat Pay (a
-    /// connection-level failure or HTTP 5xx), so the backup may serve it.
-    private func send(_ url: String, path: String, method: HTTPMethod, headers: [(String, String)], body: String) async -> (
-        answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool
-    ) {
+    static let leaseTooShort = UnusableAnswer(
+        message: "not sent: the claim's lease ends before a call could finish (a slow rate limit or earlier calls used it up); will retry")
+
+    /// One request under one deadline for all of it: connecting, sending, the head and the
+    /// whole body; the earlier of now + the timeout and `notAfter`. Nil when less than a
+    /// second (or the timeout, if shorter) is left before `notAfter`: the call is not made.
+    /// `failedOver` says it never reached a working WeChat Pay (a connection-level failure
+    /// or HTTP 5xx), so the backup may serve it.
+    private func send(
+        _ url: String, path: String, method: HTTPMethod, headers: [(String, String)], body: String,
+        notAfter: ContinuousClock.Instant?
+    ) async -> (answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool)? {
         let started = ContinuousClock.now
+        var deadline = started + timeout
+        if let notAfter {
+            guard notAfter - started >= min(timeout, .seconds(1)) else { return nil }
+            deadline = min(deadline, notAfter)
+        }
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "User-Agent", value: "closeorderd")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if method == .POST { request.body = .bytes(ByteBuffer(string: body)) }
+        let collectHeaders = path.hasPrefix("/v3/")
         var status: Int?
         let answer: Result<V3HTTPAnswer, UnusableAnswer>
         do {
-            let response = try await http.execute(request, timeout: timeout)
-            status = Int(response.status.code)
-            let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
-            // Only API v3 answers are signed in headers; v2 calls skip collecting them.
-            var received: [String: String] = [:]
-            if path.hasPrefix("/v3/") {
-                for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
-                    received[header.name.lowercased()] = header.value
+            let (http, request, deadline) = (self.http, request, deadline)
+            // async-http-client's own deadline ends the connecting and the head with its own
+            // errors (which say whether the backup may serve); ours, just after, ends the body.
+            let received = try await Self.within(deadline + .milliseconds(50)) {
+                let response = try await http.execute(request, deadline: .now() + TimeAmount(deadline - .now))
+                let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
+                // Only API v3 answers are signed in headers; v2 calls skip collecting them.
+                var signed: [String: String] = [:]
+                if collectHeaders {
+                    for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
+                        signed[header.name.lowercased()] = header.value
+                    }
                 }
+                return V3HTTPAnswer(status: Int(response.status.code), headers: signed, body: Array(buffer: buffer))
             }
-            answer = .success(V3HTTPAnswer(status: Int(response.status.code), headers: received, body: Array(buffer: buffer)))
+            status = received.status
+            answer = .success(received)
         } catch is NIOTooManyBytesError {
             answer = .failure(
                 UnusableAnswer(message: "no usable answer from WeChat Pay: the answer exceeded \(FlatXML.maximumBodySize) bytes"))
@@ -180,9 +213,31 @@ public final class WeChatPayClient: Sendable {
         return (answer, status, milliseconds, failedOver)
     }
 
+    /// The whole call, head and body, did not finish by its deadline.
+    struct CallDeadlineExceeded: Error {}
+
+    /// Runs `work` and cancels it at `deadline` (async-http-client's own deadline covers the
+    /// request only up to the response head; a body that trickles in would outlive it).
+    static func within<T: Sendable>(
+        _ deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                throw CallDeadlineExceeded()
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw CancellationError() }
+            return first
+        }
+    }
+
     /// A sentence for a transport failure, and whether the request can have reached WeChat Pay.
     static func describe(_ error: any Error) -> (String, FailureSymptom) {
         switch error {
+        case is CallDeadlineExceeded:
+            return ("timed out (the whole answer, body included, did not arrive in time)", .noAnswer)
         case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout:
             return ("timed out", .noAnswer)
         case let error as HTTPClientError where error == .remoteConnectionClosed:

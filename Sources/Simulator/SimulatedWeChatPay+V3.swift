@@ -83,7 +83,14 @@ extension SimulatedWeChatPay {
             if current == Self.nonexistent {
                 return answerV3(404, ["code": "ORDER_NOT_EXIST", "message": "订单不存在"], delay: delay)
             }
-            var answer: [String: Any] = ["trade_state": current, "out_trade_no": outTradeNo, "mchid": mchID]
+            var answer: [String: Any] = ["trade_state": current, "out_trade_no": outTradeNo]
+            if partner {
+                let query = URLComponents(string: uri)?.queryItems ?? []
+                answer["sp_mchid"] = mchID
+                answer["sub_mchid"] = query.first { $0.name == "sub_mchid" }?.value
+            } else {
+                answer["mchid"] = mchID
+            }
             if current == "SUCCESS" || current == "REFUND" {
                 answer["transaction_id"] =
                     "4200000000" + String(outTradeNo.utf8.reduce(UInt32(7)) { $0 &* 31 &+ UInt32($1) } % 100_000_000)

@@ -61,9 +61,13 @@ public enum CloseOrderResponse {
         default:
             return CloseVerdict(
                 outcome: .retry, errCode: errCode, errCodeDes: errCodeDes,
-                message: "answer has result_code=\(resultCode ?? "missing"); will retry")
+                message: "answer has result_code=\(resultCode.map(Untrusted.quote) ?? "missing"); will retry")
         }
-        let code = errCode ?? ""
+        guard let errCode, !errCode.isEmpty else {
+            return CloseVerdict(
+                outcome: .retry, errCodeDes: errCodeDes, message: "answer has result_code=FAIL but no err_code; will retry")
+        }
+        let code = errCode
         let detail = errCodeDes.map { " (\($0))" } ?? ""
         let make = { (outcome: CloseOutcome, message: String) in
             CloseVerdict(outcome: outcome, errCode: errCode, errCodeDes: errCodeDes, message: message)
@@ -86,7 +90,7 @@ public enum CloseOrderResponse {
         default:
             return make(
                 .failed,
-                "WeChat Pay answered err_code=\(code.isEmpty ? "(none)" : code)\(detail); not retried automatically")
+                "WeChat Pay answered err_code=\(code)\(detail); not retried automatically")
         }
     }
 }

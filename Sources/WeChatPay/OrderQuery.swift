@@ -51,11 +51,16 @@ public enum OrderQueryResponse {
         case .failure(let unusable): return .unclear(unusable, errCode: nil)
         case .success(let verified): fields = verified
         }
-        if let number = fields["out_trade_no"], number != order.outTradeNo {
-            return .unclear(UnusableAnswer(message: "query answer is for out_trade_no=\(number); not believed"), errCode: nil)
-        }
         guard fields["result_code"] == "SUCCESS" else {
-            let code = fields["err_code"]
+            // A malformed answer (no result_code, or FAIL without err_code) is retried, never final.
+            guard fields["result_code"] == "FAIL", let code = fields["err_code"], !code.isEmpty else {
+                return .unclear(
+                    UnusableAnswer(
+                        message:
+                            "query answer has result_code=\(fields["result_code"].map(Untrusted.quote) ?? "missing") "
+                            + "and err_code=\(fields["err_code"].map(Untrusted.quote) ?? "missing"); will retry"),
+                    errCode: nil)
+            }
             let description = fields["err_code_des"]
             switch code {
             case "ORDERNOTEXIST":
@@ -73,12 +78,17 @@ public enum OrderQueryResponse {
                 return .failed(
                     errCode: code, errCodeDes: description,
                     message:
-                        "WeChat Pay refused the order query (err_code=\(code ?? "(none)")): check the merchant key and sign_type")
+                        "WeChat Pay refused the order query (err_code=\(code)): check the merchant key and sign_type")
             }
+        }
+        // A trade state is believed only from an answer that names this order's number.
+        if let mismatch = order.v2AnswerMismatch(fields, orderNumberRequired: true) {
+            return .unclear(UnusableAnswer(message: "query \(mismatch)"), errCode: nil)
         }
         guard let text = fields["trade_state"], let state = TradeState(rawValue: text) else {
             return .unclear(
-                UnusableAnswer(message: "query answer has trade_state=\(fields["trade_state"] ?? "missing"); will retry"),
+                UnusableAnswer(
+                    message: "query answer has trade_state=\(fields["trade_state"].map(Untrusted.quote) ?? "missing"); will retry"),
                 errCode: nil)
         }
         switch state {

@@ -33,8 +33,9 @@ public enum V2Answer {
     public static let frequencyLimitMessage = "频率限制"
 
     /// The fields of an HTTP 200, well-formed, `return_code=SUCCESS` answer whose `sign`
-    /// verifies with the merchant's key and whose `mch_id`/`appid` (when present) are the
-    /// order's; otherwise why not.
+    /// verifies with the merchant's key and that is about this order (see
+    /// `OrderIdentity.v2AnswerMismatch`); otherwise why not. Nothing of an answer that fails
+    /// these checks is kept but a sentence saying so (with `return_msg` quoted and escaped).
     public static func verifiedFields(
         status: Int, body: [UInt8], order: OrderIdentity, key: MerchantKey
     ) -> Result<[String: String], UnusableAnswer> {
@@ -50,24 +51,23 @@ public enum V2Answer {
             return .failure(UnusableAnswer(message: "unreadable answer from WeChat Pay (\(error)); will retry"))
         }
         guard fields["return_code"] == "SUCCESS" else {
+            // A return_code=FAIL answer carries no sign: its text is shown quoted, never stored as err_code_des.
             let returnMessage = fields["return_msg"]
-            let reason = returnMessage.map { ": \($0)" } ?? ""
+            let reason = returnMessage.map { ", return_msg \(Untrusted.quote($0))" } ?? ""
             let limited = returnMessage?.contains(frequencyLimitMessage) == true
             return .failure(
                 UnusableAnswer(
-                    message: "WeChat Pay refused the request (return_code=\(fields["return_code"] ?? "missing"))\(reason); "
-                        + "will retry (if this persists, check the merchant key, sign_type and appid)",
-                    errCodeDes: returnMessage, symptom: limited ? .frequencyLimited : nil))
+                    message:
+                        "WeChat Pay refused the request (return_code=\(Untrusted.quote(fields["return_code"] ?? "missing"))\(reason), "
+                        + "unsigned); will retry (if this persists, check the merchant key, sign_type and appid)",
+                    symptom: limited ? .frequencyLimited : nil))
         }
         guard Signature.isValid(fields, key: key) else {
             let what = fields["sign"] == nil ? "carries no sign" : "has a sign that does not verify with the merchant key"
             return .failure(UnusableAnswer(message: "answer \(what); not believed, will retry"))
         }
-        for (name, expected) in [("mch_id", order.mchID), ("appid", order.appid)] {
-            if let received = fields[name], received != expected {
-                return .failure(
-                    UnusableAnswer(message: "answer is for \(name)=\(received), not \(expected); not believed, will retry"))
-            }
+        if let mismatch = order.v2AnswerMismatch(fields, orderNumberRequired: false) {
+            return .failure(UnusableAnswer(message: mismatch))
         }
         return .success(fields)
     }

@@ -35,12 +35,18 @@ struct RetryCommand: AsyncParsableCommand {
     func run() async throws {
         let database = options.db ?? loadConfiguration(options, readKeys: false).database
         do {
-            let store = try OrderStore(path: database)
+            let store = try OrderStore(path: database, create: false)
             try await store.migrate()
-            let count = try await store.requeueFailed(
+            let result = try await store.requeueFailed(
                 RequeueSelection(outTradeNo: outTradeNo, errCode: errCode, mchID: mchID),
                 now: Int64(Date().timeIntervalSince1970))
+            let count = result.requeued
             output("requeued \(count) failed order\(count == 1 ? "" : "s")")
+            if result.leftWithBadTimes > 0 {
+                output(
+                    "left \(result.leftWithBadTimes) failed: created_at or expires_at is not Unix seconds between 2000 and 2200; "
+                        + "fix those rows first")
+            }
         } catch {
             exitWithMessage("\(error)", code: ExitCodes.database)
         }

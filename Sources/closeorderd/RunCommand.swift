@@ -1,8 +1,10 @@
+import Foundation
 import ArgumentParser
 import Logging
 import OrderStore
 import Reaper
 import ServiceLifecycle
+import Synchronization
 import Systemd
 
 struct RunCommand: AsyncParsableCommand {
@@ -29,6 +31,7 @@ struct RunCommand: AsyncParsableCommand {
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
         logger.info("starting", metadata: ["config": "\(configuration.summaryWithoutSecrets)", "once": "\(once)"])
+        for warning in configuration.warnings { logger.warning("\(warning)") }
         let live = LiveConfiguration(configuration: configuration, client: Self.client(for: configuration))
         let notifier = ServiceNotifier.fromEnvironment()
         let reaper = Reaper(
@@ -37,8 +40,15 @@ struct RunCommand: AsyncParsableCommand {
             maximumPause: notifier.watchdogInterval)
         do {
             if once {
-                let claimed = try await reaper.runOnce()
-                logger.info("finished one pass", metadata: ["claimed": "\(claimed)"])
+                // Under a service group too, so that SIGTERM or SIGINT stops claiming, hands
+                // queued orders back and waits for the calls in flight, as the daemon does.
+                let pass = OncePass(reaper: reaper)
+                let group = ServiceGroup(
+                    configuration: .init(
+                        services: [.init(service: pass, successTerminationBehavior: .gracefullyShutdownGroup)],
+                        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                try await group.run()
+                logger.info("finished one pass", metadata: ["claimed": "\(pass.claimed)"])
             } else {
                 let reloader = ReloadOnHangup { reload(live, logger: logger) }
                 let group = ServiceGroup(
@@ -72,9 +82,26 @@ struct RunCommand: AsyncParsableCommand {
                 }
             }
             logger.info("reloaded the configuration", metadata: ["config": "\(new.summaryWithoutSecrets)"])
+            for warning in new.warnings { logger.warning("\(warning)") }
         } catch {
             logger.error("reload rejected; the configuration in force stays", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// `run --once` as a service: one pass over what is due, then the group ends.
+final class OncePass: Service, Sendable {
+    let reaper: Reaper
+    private let claimedCount = Mutex(0)
+
+    init(reaper: Reaper) { self.reaper = reaper }
+
+    /// How many orders the pass claimed.
+    var claimed: Int { claimedCount.withLock { $0 } }
+
+    func run() async throws {
+        let claimed = try await reaper.runOnce()
+        claimedCount.withLock { $0 = claimed }
     }
 }
 
@@ -112,6 +139,9 @@ struct CheckConfigCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = loadConfiguration(options)
+        for warning in configuration.warnings {
+            FileHandle.standardError.write(Data("closeorderd: warning: \(warning)\n".utf8))
+        }
         output(
             "\(options.config): OK: database \(configuration.database), "
                 + "\(configuration.merchants.count) merchant(s): \(configuration.merchants.map(\.mchID).joined(separator: ", "))")

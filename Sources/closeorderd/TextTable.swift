@@ -1,11 +1,29 @@
-/// Renders rows as columns aligned with spaces, a header line first.
+import WeChatPay
+
+/// Renders rows as columns aligned with spaces, a header line first. Control characters in
+/// cells (the app can write anything into a row) are shown escaped, never sent to the terminal.
 struct TextTable {
     let header: [String]
     var rows: [[String]] = []
 
     init(_ header: String...) { self.header = header }
 
-    mutating func add(_ cells: [String]) { rows.append(cells) }
+    mutating func add(_ cells: [String]) { rows.append(cells.map(Self.printable)) }
+
+    /// The cell with every control character as `\u{…}`, so that an ESC, CR or line
+    /// separator from the database cannot move the cursor or split a line.
+    static func printable(_ cell: String) -> String {
+        guard cell.unicodeScalars.contains(where: Untrusted.isControl) else { return cell }
+        var result = ""
+        for scalar in cell.unicodeScalars {
+            if Untrusted.isControl(scalar) {
+                result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
 
     var rendered: String {
         let all = [header] + rows

@@ -32,7 +32,10 @@ import Testing
     @Test func aSignedPaidAnswerIsBelievedWithEitherAlgorithm() {
         for type in SignType.allCases {
             let body = signedBody(
-                ["return_code": "SUCCESS", "result_code": "FAIL", "err_code": "ORDERPAID", "mch_id": "1900000109"], type: type)
+                [
+                    "return_code": "SUCCESS", "result_code": "FAIL", "err_code": "ORDERPAID", "mch_id": "1900000109",
+                    "appid": order.appid,
+                ], type: type)
             #expect(CloseOrderResponse.interpret(status: 200, body: body, order: order, key: key).outcome == .paid)
         }
     }
@@ -57,11 +60,13 @@ import Testing
         #expect(CloseOrderResponse.interpret(status: 200, body: body, order: order, key: key).outcome == .retry)
     }
 
-    @Test func returnCodeFailIsRetriedWithItsMessage() {
-        let body = Array(FlatXML.encode(["return_code": "FAIL", "return_msg": "频率限制"]).utf8)
+    @Test func returnCodeFailIsRetriedWithItsMessageQuotedButNotStored() {
+        let body = Array(FlatXML.encode(["return_code": "FAIL", "return_msg": "频率限制\u{1B}[2J"]).utf8)
         let verdict = CloseOrderResponse.interpret(status: 200, body: body, order: order, key: key)
         #expect(verdict.outcome == .retry)
-        #expect(verdict.errCodeDes == "频率限制")
+        #expect(verdict.symptom == .frequencyLimited)
+        #expect(verdict.errCodeDes == nil, "an unsigned answer's text never becomes err_code_des")
+        #expect(verdict.message.contains(#"return_msg "频率限制\u{1B}[2J""#), "\(verdict.message)")
     }
 
     @Test(arguments: [500, 502, 503, 404, 302])

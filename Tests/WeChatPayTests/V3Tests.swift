@@ -105,7 +105,7 @@ import _CryptoExtras
 
     @Test func queryAnswersCarryThePayment() throws {
         let body =
-            #"{"trade_state":"SUCCESS","out_trade_no":"1217752501201407033233368018","transaction_id":"4200000001","amount":{"total":101},"success_time":"2026-11-29T12:00:00+08:00","trade_type":"JSAPI"}"#
+            #"{"trade_state":"SUCCESS","out_trade_no":"1217752501201407033233368018","mchid":"1900000109","appid":"wx8888888888888888","transaction_id":"4200000001","amount":{"total":101},"success_time":"2026-11-29T12:00:00+08:00","trade_type":"JSAPI"}"#
         let conclusion = V3Answer.queryConclusion(
             try signedAnswer(status: 200, body: body), order: order, credentials: credentials, now: 1_554_209_980)
         #expect(

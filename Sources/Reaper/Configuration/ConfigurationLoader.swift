@@ -68,6 +68,8 @@ public enum ConfigurationLoader {
             var section = MappingReader(mapping: node, path: "api", fail: fail)
             try section.onlyKeys(["base_url", "backup_base_url", "timeout_seconds", "probe_interval_seconds"])
             if let url = try section.string("base_url") { api.baseURL = try baseURL(url, key: "api.base_url", fail: fail) }
+            // Without backup_base_url, only the default primary has a backup (its own, api2): a
+            // custom primary (the simulator, a proxy, a test double) must never fail over to production.
             if section.mapping["backup_base_url"] != nil {
                 let url = try section.string("backup_base_url") ?? ""
                 api.backupBaseURL =
@@ -239,17 +241,28 @@ public enum ConfigurationLoader {
         }
     }
 
-    /// Reads a key file's text; with `ownerOnly`, refuses a file others can access.
+    /// Reads a key file's text; with `ownerOnly`, refuses a file others can access. A
+    /// symbolic link (a Kubernetes Secret volume, a secret store's mount) is followed and the
+    /// file it leads to is judged; a directory or anything but a regular file is refused.
     static func readText(
         at path: String, key: String, ownerOnly: Bool, fail: (String, String) -> ConfigurationError
     ) throws(ConfigurationError) -> String {
-        if ownerOnly, let permissions = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
-            permissions & 0o077 != 0
-        {
-            throw fail(
-                key,
-                "key file \(path) is accessible to others than its owner (mode \(String(permissions & 0o777, radix: 8))): run chmod 600 on it"
-            )
+        var status = stat()
+        if stat(path, &status) == 0 {
+            let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            let file = resolved == path ? "key file \(path)" : "key file \(path) (a link to \(resolved))"
+            switch status.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw fail(key, "\(file) is a directory, not a file holding the key")
+            default: throw fail(key, "\(file) is not a regular file")
+            }
+            let permissions = Int(status.st_mode & 0o777)
+            if ownerOnly && permissions & 0o077 != 0 {
+                throw fail(
+                    key,
+                    "\(file) is accessible to others than its owner (mode \(String(permissions, radix: 8))): run chmod 600 on "
+                        + "\(resolved) (in a Kubernetes Secret volume, set defaultMode: 0400)")
+            }
         }
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
@@ -278,6 +291,12 @@ public enum ConfigurationLoader {
             let host = url.host, !host.isEmpty
         else {
             throw fail(key, "must be an http:// or https:// URL with a host, got \"\(text)\"")
+        }
+        guard url.query == nil, url.fragment == nil, url.user == nil, url.password == nil, !text.contains("@") else {
+            throw fail(
+                key,
+                "must be scheme, host, port and optionally a path, without a query (?), fragment (#) or user info (@), got \"\(text)\""
+            )
         }
         return text.hasSuffix("/") ? String(text.dropLast()) : text
     }

@@ -11,12 +11,22 @@ public struct DaemonConfiguration: Sendable {
     public var merchants: [Merchant]
 
     public struct API: Sendable, Equatable {
+        /// WeChat Pay's API, and its backup domain for cross-city disaster recovery.
+        public static let weChatPayBaseURL = "https://api.mch.weixin.qq.com"
+        public static let weChatPayBackupBaseURL = "https://api2.mch.weixin.qq.com"
+
         /// Scheme and host of WeChat Pay's API, e.g. `https://api.mch.weixin.qq.com`.
-        public var baseURL: String = "https://api.mch.weixin.qq.com"
-        /// The longest one call may take, connecting and reading included.
+        public var baseURL: String = weChatPayBaseURL
+        /// The longest one call may take: connecting, the answer's head and its whole body.
         public var timeoutSeconds: Double = 10
-        /// Where calls go when the primary fails at the connection level or with HTTP 5xx; nil for none.
-        public var backupBaseURL: String? = "https://api2.mch.weixin.qq.com"
+        /// Where calls go when the primary fails at the connection level or with HTTP 5xx; nil for
+        /// none. Unless set, WeChat Pay's backup domain for WeChat Pay's primary, and none for any
+        /// other primary: traffic meant for a simulator or proxy never fails over to production.
+        public var backupBaseURL: String? {
+            get { backupChoice ?? (baseURL == Self.weChatPayBaseURL ? Self.weChatPayBackupBaseURL : nil) }
+            set { backupChoice = .some(newValue) }
+        }
+        private var backupChoice: String??
         /// While on the backup, one call at most this often probes the primary.
         public var probeIntervalSeconds: Double = 30
         public init() {}
@@ -104,6 +114,22 @@ public struct DaemonConfiguration: Sendable {
     /// The merchant configured for `mchID`, if any.
     public func merchant(_ mchID: String) -> Merchant? {
         merchants.first { $0.mchID == mchID }
+    }
+
+    /// Settings that work but deserve a warning line at start: plain `http://` to a host that
+    /// is not this machine sends signed requests and answers across the network in clear text.
+    public var warnings: [String] {
+        [("api.base_url", api.baseURL as String?), ("api.backup_base_url", api.backupBaseURL)].compactMap { key, value in
+            guard let value, let url = URL(string: value), url.scheme == "http", let host = url.host,
+                !Self.isLoopback(host)
+            else { return nil }
+            return "\(key) is plain http:// to \(host), which is not this machine: requests and answers cross the network "
+                + "unencrypted; use https:// unless a TLS proxy on that host's path is intended"
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
     }
 
     /// The effective configuration as one log-friendly line, without any key.

@@ -36,12 +36,12 @@ public enum V3Answer {
         guard serial == credentials.wechatpayPublicKeyID else {
             return UnusableAnswer(
                 message:
-                    "answer is signed by key \(serial), not the configured \(credentials.wechatpayPublicKeyID); not believed, will retry"
+                    "answer is signed by key \(Untrusted.quote(serial)), not the configured \(credentials.wechatpayPublicKeyID); not believed, will retry"
             )
         }
         guard let seconds = Int64(timestamp), abs(seconds - now) <= maximumClockSkew else {
             return UnusableAnswer(
-                message: "answer's Wechatpay-Timestamp \(timestamp) is more than 300 s from now; not believed, will retry")
+                message: "answer's Wechatpay-Timestamp \(Untrusted.quote(timestamp)) is more than 300 s from now; not believed, will retry")
         }
         guard credentials.isWeChatPaySignature(signature, of: message(timestamp: timestamp, nonce: nonce, body: answer.body))
         else {
@@ -57,8 +57,17 @@ public enum V3Answer {
         return (object["code"] as? String, object["message"] as? String)
     }
 
-    /// Maps an answer to `POST …/close` to a verdict.
+    /// Maps an answer to `POST …/close` to a verdict. The signature is checked first, for
+    /// every status: an unsigned 5xx is retried on its status alone, its body unread.
     public static func closeVerdict(_ answer: V3HTTPAnswer, credentials: V3Credentials, now: Int64) -> CloseVerdict {
+        if let untrusted = untrusted(answer, credentials: credentials, now: now) {
+            var verdict = CloseVerdict(untrusted)
+            if answer.status >= 500 {
+                verdict.message = "WeChat Pay answered HTTP \(answer.status) (\(untrusted.message))"
+                verdict.symptom = .serverError
+            }
+            return verdict
+        }
         if answer.status >= 500 {
             let (code, message) = error(answer.body)
             return CloseVerdict(
@@ -66,7 +75,6 @@ public enum V3Answer {
                 message: "WeChat Pay answered HTTP \(answer.status)\(code.map { " \($0)" } ?? ""); will retry",
                 symptom: .serverError)
         }
-        if let untrusted = untrusted(answer, credentials: credentials, now: now) { return CloseVerdict(untrusted) }
         if answer.status == 204 { return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay (204)") }
         let (code, description) = error(answer.body)
         let detail = description.map { " (\($0))" } ?? ""
@@ -98,7 +106,7 @@ public enum V3Answer {
                 "WeChat Pay rejected the signature (\(code ?? "401"))\(detail): check serial_no and the merchant private key")
         case (_, "PARAM_ERROR"), (_, "INVALID_REQUEST"), (_, "NO_AUTH"):
             return make(.failed, "WeChat Pay refused the request (\(code ?? ""))\(detail); not retried automatically")
-        case (200..<300, _):
+        case (200..<400, _), (408, _):
             return make(.retry, "unexpected HTTP \(answer.status) to a close; will retry")
         default:
             return make(.failed, "WeChat Pay answered HTTP \(answer.status) \(code ?? "")\(detail); not retried automatically")
@@ -109,13 +117,20 @@ public enum V3Answer {
     public static func queryConclusion(_ answer: V3HTTPAnswer, order: OrderIdentity, credentials: V3Credentials, now: Int64)
         -> QueryConclusion
     {
+        if let untrusted = untrusted(answer, credentials: credentials, now: now) {
+            guard answer.status >= 500 else { return .unclear(untrusted, errCode: nil) }
+            return .unclear(
+                UnusableAnswer(
+                    message: "WeChat Pay answered the query with HTTP \(answer.status) (\(untrusted.message))",
+                    symptom: .serverError),
+                errCode: nil)
+        }
         if answer.status >= 500 {
             return .unclear(
                 UnusableAnswer(
                     message: "WeChat Pay answered the query with HTTP \(answer.status); will retry", symptom: .serverError),
                 errCode: nil)
         }
-        if let untrusted = untrusted(answer, credentials: credentials, now: now) { return .unclear(untrusted, errCode: nil) }
         let (code, description) = error(answer.body)
         switch (answer.status, code) {
         case (200, _):
@@ -124,8 +139,8 @@ public enum V3Answer {
             else {
                 return .unclear(UnusableAnswer(message: "query answer has no known trade_state; will retry"), errCode: nil)
             }
-            if let number = object["out_trade_no"] as? String, number != order.outTradeNo {
-                return .unclear(UnusableAnswer(message: "query answer is for out_trade_no=\(number); not believed"), errCode: nil)
+            if let mismatch = order.v3QueryAnswerMismatch(object) {
+                return .unclear(UnusableAnswer(message: "query \(mismatch)"), errCode: nil)
             }
             switch state {
             case .success, .refund:
@@ -145,6 +160,9 @@ public enum V3Answer {
             return .unclear(
                 UnusableAnswer(message: "WeChat Pay rate-limited the query; will retry", symptom: .frequencyLimited),
                 errCode: code)
+        case (200..<400, _), (408, _), (_, "SYSTEM_ERROR"):
+            return .unclear(
+                UnusableAnswer(message: "unexpected HTTP \(answer.status) to an order query; will retry"), errCode: code)
         default:
             return .failed(
                 errCode: code, errCodeDes: description,
