@@ -55,7 +55,7 @@ public struct Reaper: Service {
 
     /// Runs until graceful shutdown.
     public func run() async throws {
-        try await reap(untilIdle: false)
+        _ = try await reap(untilIdle: false)
     }
 
     /// Processes what is due now, waits for those calls, and returns (`run --once`).

@@ -178,20 +178,13 @@ public final class WeChatPayClient: Sendable {
         var status: Int?
         let answer: Result<V3HTTPAnswer, UnusableAnswer>
         do {
-            let (http, request, deadline) = (self.http, request, deadline)
-            // async-http-client's own deadline ends the connecting and the head with its own
-            // errors (which say whether the backup may serve); ours, just after, ends the body.
-            let received = try await Self.within(deadline + .milliseconds(50)) {
-                let response = try await http.execute(request, deadline: .now() + TimeAmount(deadline - .now))
-                let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
-                // Only API v3 answers are signed in headers; v2 calls skip collecting them.
-                var signed: [String: String] = [:]
-                if collectHeaders {
-                    for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
-                        signed[header.name.lowercased()] = header.value
-                    }
-                }
-                return V3HTTPAnswer(status: Int(response.status.code), headers: signed, body: Array(buffer: buffer))
+            let received: V3HTTPAnswer
+            do {
+                received = try await exchange(request, deadline: deadline, collectHeaders: collectHeaders)
+            } catch is HTTPParserError where deadline - .now > .milliseconds(100) {
+                // Bytes the server sent after an earlier answer (a body on a 204, say) were read
+                // as this answer's start: that connection is closed now; ask once more on another.
+                received = try await exchange(request, deadline: deadline, collectHeaders: collectHeaders)
             }
             status = received.status
             answer = .success(received)
@@ -211,6 +204,27 @@ public final class WeChatPayClient: Sendable {
         case .success(let answer): failedOver = answer.status >= 500
         }
         return (answer, status, milliseconds, failedOver)
+    }
+
+    /// Sends `request` and reads the whole answer by `deadline`.
+    private func exchange(_ request: HTTPClientRequest, deadline: ContinuousClock.Instant, collectHeaders: Bool) async throws
+        -> V3HTTPAnswer
+    {
+        let http = self.http
+        // async-http-client's own deadline ends the connecting and the head with its own
+        // errors (which say whether the backup may serve); ours, just after, ends the body.
+        return try await Self.within(deadline + .milliseconds(50)) {
+            let response = try await http.execute(request, deadline: .now() + TimeAmount(deadline - .now))
+            let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
+            // Only API v3 answers are signed in headers; v2 calls skip collecting them.
+            var signed: [String: String] = [:]
+            if collectHeaders {
+                for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
+                    signed[header.name.lowercased()] = header.value
+                }
+            }
+            return V3HTTPAnswer(status: Int(response.status.code), headers: signed, body: Array(buffer: buffer))
+        }
     }
 
     /// The whole call, head and body, did not finish by its deadline.

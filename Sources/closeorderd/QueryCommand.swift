@@ -94,7 +94,7 @@ struct QueryReport {
         for order in orders {
             table.add([
                 order.outTradeNo, order.mchID, order.state, "\(order.attempts)", order.errCode ?? "-",
-                Self.time(order.updatedAt), order.lastError ?? "-",
+                order.unreadable["updated_at"] ?? Self.time(order.updatedAt), order.lastError ?? "-",
             ])
         }
         return orders.isEmpty ? "no orders" : table.rendered
@@ -120,7 +120,11 @@ struct QueryReport {
                 ("trade_state", order.tradeState), ("transaction_id", order.transactionID),
                 ("total_fee", order.totalFee.map(String.init)), ("time_end", order.timeEnd), ("trade_type", order.tradeType),
             ]
-            for (name, value) in values { fields.add([name, value ?? "-"]) }
+            for (name, value) in values {
+                // A value the app wrote in another type than the column's is shown as it is.
+                let shown = order.unreadable[name].map { "\($0) (not a valid value for \(name))" } ?? value
+                fields.add([name, shown ?? "-"])
+            }
             var history = TextTable("ATTEMPT", "FINISHED", "CALL", "HOST", "OUTCOME", "HTTP", "LATENCY_MS", "ERR_CODE", "MESSAGE")
             for attempt in attempts {
                 history.add([
@@ -137,7 +141,12 @@ struct QueryReport {
     private func encode<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        // JSON escapes C0 controls itself; line and paragraph separators are escaped too, so
+        // the output is safe to print and to paste into JavaScript.
+        return (try? encoder.encode(value)).map {
+            String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\u{2028}", with: "\\u2028")
+                .replacingOccurrences(of: "\u{2029}", with: "\\u2029")
+        } ?? "{}"
     }
 
     /// Unix seconds as UTC ISO 8601, e.g. `2026-11-29T10:46:10Z`.

@@ -51,6 +51,10 @@ import Testing
         ("api:\n  base_url: ftp://example\n", "api.base_url", "http"),
         ("api:\n  timeout_seconds: -1\n", "api.timeout_seconds", "number"),
         ("colour: blue\n", "colour", "unknown key"),
+        ("api:\n  base_url: https://api.mch.weixin.qq.com/?debug=1\n", "api.base_url", "without a query"),
+        ("api:\n  base_url: https://api.mch.weixin.qq.com/#x\n", "api.base_url", "fragment"),
+        ("api:\n  base_url: https://user:pass@proxy.example\n", "api.base_url", "user info"),
+        ("api:\n  backup_base_url: https://api2.mch.weixin.qq.com?x=1\n", "api.backup_base_url", "without a query"),
     ])
     func aBadValueIsRefusedNamingItsKey(extra: String, key: String, reason: String) {
         let error = #expect(throws: ConfigurationError.self) { try load(minimal + "\n" + extra) }
@@ -149,5 +153,49 @@ import Testing
         let waits = (0..<200).map { _ in backoff.nextAttempt(afterAttempt: 3, now: 1000, using: &random) - 1000 }
         #expect(waits.allSatisfy { (1...120).contains($0) })
         #expect(Set(waits).count > 20, "full jitter spreads retries out")
+    }
+}
+
+/// Base URLs, the backup default and key files that are links.
+extension ConfigurationTests {
+    @Test func aCustomPrimaryHasNoBackupUnlessOneIsNamed() throws {
+        #expect(try load(minimal).api.backupBaseURL == "https://api2.mch.weixin.qq.com", "WeChat Pay's own backup")
+        let custom = try load(minimal + "\napi:\n  base_url: http://127.0.0.1:8099\n")
+        #expect(custom.api.backupBaseURL == nil, "a simulator or proxy never fails over to production")
+        let named = try load(minimal + "\napi:\n  base_url: http://127.0.0.1:8099\n  backup_base_url: http://127.0.0.1:8098\n")
+        #expect(named.api.backupBaseURL == "http://127.0.0.1:8098")
+        let none = try load(minimal + "\napi:\n  backup_base_url: none\n")
+        #expect(none.api.backupBaseURL == nil)
+    }
+
+    @Test func plainHTTPToAnotherHostGetsAWarning() throws {
+        #expect(try load(minimal).warnings.isEmpty)
+        #expect(try load(minimal + "\napi:\n  base_url: http://localhost:8099\n").warnings.isEmpty)
+        let remote = try load(minimal + "\napi:\n  base_url: http://proxy.internal:8080\n")
+        #expect(remote.warnings.count == 1)
+        #expect(remote.warnings.first?.contains("api.base_url is plain http:// to proxy.internal") == true)
+    }
+
+    @Test func aKeyFileThatIsALinkIsJudgedByTheFileItLeadsTo() throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        // The layout of a Kubernetes Secret volume: key -> ..data/key -> ..2026_11_29/key.
+        try FileManager.default.createDirectory(atPath: folder.path("..2026_11_29"), withIntermediateDirectories: true)
+        let target = try folder.write("..2026_11_29/key", Fixtures.keyText + "\n")
+        try FileManager.default.createSymbolicLink(atPath: folder.path("..data"), withDestinationPath: "..2026_11_29")
+        try FileManager.default.createSymbolicLink(atPath: folder.path("key"), withDestinationPath: "..data/key")
+        let file = try folder.write("config.yaml", minimal)
+        #expect(try ConfigurationLoader.load(path: file).merchants.count == 1, "a link to a 600 file is accepted")
+
+        chmod(target, 0o644)
+        let open = #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(path: file) }
+        #expect(open?.description.contains("mode 644") == true, "\(open?.description ?? "")")
+        #expect(open?.description.contains("a link to \(target)") == true, "names the file to chmod: \(open?.description ?? "")")
+        #expect(open?.description.contains("defaultMode") == true)
+
+        try FileManager.default.removeItem(atPath: folder.path("key"))
+        try FileManager.default.createDirectory(atPath: folder.path("key"), withIntermediateDirectories: true)
+        let directory = #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(path: file) }
+        #expect(directory?.description.contains("is a directory") == true, "\(directory?.description ?? "")")
     }
 }

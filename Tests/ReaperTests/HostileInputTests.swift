@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import OrderStore
+import Reaper
 import Simulator
 import TestSupport
 import Testing
@@ -84,4 +85,129 @@ import Testing
         #expect(retry.stdout.contains("requeued 0 failed orders"))
         #expect(try await database.order("VISIBLE0001")?.state == "pending", "the table is intact")
     }
+
+    /// Rows the schema refuses today but that older databases (or a tool that dropped the
+    /// triggers) may still hold: each fails alone, naming the column, and is never sent.
+    @Test func unreadableRowsFailAloneAndNeverReachTheWire() async throws {
+        let world = try await ReaperWorld.make()
+        defer { Task { await world.tearDown() } }
+        try await world.database.app.write { db in
+            try db.execute(sql: "DROP TRIGGER orders_refuse_bad_identity_on_insert")
+            let due = "unixepoch() - 7200"
+            for (values, _) in Self.unreadableRows {
+                try db.execute(
+                    sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (\(values), \(due), \(due))")
+            }
+            // The live order whose number the NUL row would have been cut to: due in 15 minutes.
+            try db.execute(
+                sql: """
+                    INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at)
+                    VALUES ('\(Fixtures.mchID)', '\(Fixtures.appid)', 'NULTEST1', unixepoch() - 600, unixepoch() + 900)
+                    """)
+        }
+        try world.database.insert("GOODORDER02")
+        #expect(try await world.reaper.runOnce() == 1, "only the readable row is claimed")
+        #expect(world.stats.requests == 1, "only the good row reached the wire")
+        #expect(world.stats.closeCalls["NULTEST1"] == nil, "the live order was not closed early")
+        let failed = try await world.database.store.orders(inState: .failed, limit: 100)
+        #expect(failed.count == Self.unreadableRows.count)
+        for (_, reason) in Self.unreadableRows {
+            #expect(failed.contains { $0.lastError?.contains(reason) == true }, "\(reason): \(failed.map(\.lastError))")
+        }
+        #expect(try await world.database.order("NULTEST1")?.state == "pending")
+        #expect(try await world.database.order("GOODORDER02")?.state == "closed")
+    }
+
+    static let unreadableRows: [(values: String, reason: String)] = [
+        ("'\(Fixtures.mchID)', '\(Fixtures.appid)', X'FFFEFDFCFBFAF9F8'", "column out_trade_no holds a BLOB of 8 bytes"),
+        ("'\(Fixtures.mchID)', '\(Fixtures.appid)', CAST(X'B6A9B5A5BAC5303031' AS TEXT)", "column out_trade_no holds 9 bytes that are not UTF-8"),
+        ("'\(Fixtures.mchID)', '\(Fixtures.appid)', 'NULTEST1' || char(0) || 'ZZ'", "column out_trade_no holds a NUL byte at byte 9"),
+        ("X'31393030303030313039', '\(Fixtures.appid)', 'BLOBMCHID01'", "column mch_id holds a BLOB"),
+        ("'\(Fixtures.mchID)', CAST(X'7778FF' AS TEXT), 'BADAPPID001'", "column appid holds 3 bytes that are not UTF-8"),
+    ]
+
+    @Test func aValueOfTheWrongTypeInClosecorderdsOwnColumnsFailsTheRowAlone() async throws {
+        let world = try await ReaperWorld.make()
+        defer { Task { await world.tearDown() } }
+        try world.database.insert("TEXTATTEMPT")
+        try world.database.insert("BLOBERRCODE")
+        try world.database.insert("GOODORDER03")
+        try await world.database.app.write { db in
+            try db.execute(sql: "UPDATE orders SET attempts = 'three' WHERE out_trade_no = 'TEXTATTEMPT'")
+            try db.execute(sql: "UPDATE orders SET err_code = X'00FF' WHERE out_trade_no = 'BLOBERRCODE'")
+        }
+        try await world.reaper.runOnce()
+        #expect(try await world.database.order("TEXTATTEMPT")?.lastError?.contains("column attempts holds the text \"three\"") == true)
+        #expect(try await world.database.order("BLOBERRCODE")?.lastError?.contains("column err_code holds a BLOB") == true)
+        #expect(try await world.database.order("GOODORDER03")?.state == "closed")
+        #expect(world.stats.requests == 1)
+    }
+
+    @Test func theSchemaRefusesWhatAnAppMostOftenGetsWrongWithAMessageItsDeveloperUnderstands() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        let milliseconds = Int64(Date().timeIntervalSince1970 * 1000)
+        let refused: [(sql: String, message: String)] = [
+            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'MILLIS00001', \(milliseconds))",
+             "created_at must be Unix time in whole seconds"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no, expires_at) VALUES ('1', 'wx', 'MILLIS00002', \(milliseconds))",
+             "expires_at must be NULL or Unix time in whole seconds"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'DIGITS00001', 20261129100000)",
+             "between 2000 and 2200"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'ZEROTIME001', 0)",
+             "created_at must be"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'NEGATIVE001', -5)",
+             "created_at must be"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no) VALUES ('1', 'wx', X'FFFEFDFCFBFAF9F8')", "must be TEXT"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no) VALUES (X'31', 'wx', 'BLOBMCH0001')", "must be TEXT"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no) VALUES ('1', 'wx', 'NULTEST1' || char(0) || 'ZZ')",
+             "without NUL characters"),
+            ("INSERT INTO orders (mch_id, appid, out_trade_no, state) VALUES ('1', 'wx', 'CLOSING0001', 'closing')",
+             "insert orders as pending"),
+        ]
+        for (sql, message) in refused {
+            do {
+                try await database.app.write { db in try db.execute(sql: sql) }
+                Issue.record("accepted: \(sql)")
+            } catch let error as DatabaseError {
+                #expect(error.message?.hasPrefix("closeorderd: ") == true, "\(sql)")
+                #expect(error.message?.contains(message) == true, "\(sql): \(error.message ?? "")")
+            }
+        }
+        try database.insert("UPDATEDLATE")
+        for sql in [
+            "UPDATE orders SET created_at = \(milliseconds) WHERE out_trade_no = 'UPDATEDLATE'",
+            "UPDATE orders SET out_trade_no = X'00' WHERE out_trade_no = 'UPDATEDLATE'",
+            "UPDATE orders SET state = 'closing' WHERE out_trade_no = 'UPDATEDLATE'",
+        ] {
+            await #expect(throws: DatabaseError.self, "\(sql)") { try await database.app.write { db in try db.execute(sql: sql) } }
+        }
+        try await database.app.write { db in
+            try db.execute(sql: "UPDATE orders SET state = 'paid', updated_at = CURRENT_TIMESTAMP WHERE out_trade_no = 'UPDATEDLATE'")
+        }
+        #expect(try await database.order("UPDATEDLATE")?.state == "paid", "the app's usual update still works")
+    }
+
+    @Test func anOrderTheAppPaysWhileItWaitsInTheQueueIsNotCalled() async throws {
+        let world = try await ReaperWorld.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 1500))
+        defer { Task { await world.tearDown() } }
+        try world.database.insert("QUEUEFIRST1", createdAgo: 1300)
+        try world.database.insert("QUEUEPAID01", createdAgo: 1200)
+        var settings = Fixtures.reaperSettings()
+        settings.concurrency = 1
+        let configuration = Fixtures.configuration(database: world.database.path, baseURL: world.simulator.baseURL, reaper: settings)
+        let reaper = Reaper(
+            configuration: configuration, store: world.database.store, client: world.client, logger: Fixtures.quietLogger,
+            clock: { world.clock.now })
+        let pass = Task { try await reaper.runOnce() }
+        try await DaemonProcess.waitUntil(timeout: 10, "the first call is in flight") { world.stats.requests == 1 }
+        try await world.database.app.write { db in
+            try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'QUEUEPAID01'")
+        }
+        #expect(try await pass.value == 2)
+        #expect(world.stats.closeCalls["QUEUEPAID01"] == nil, "re-read before its call: paid meanwhile")
+        #expect(try await world.database.order("QUEUEPAID01")?.state == "paid")
+        #expect(try await world.database.order("QUEUEFIRST1")?.state == "closed")
+    }
 }
+
