@@ -88,6 +88,9 @@ let package = Package(
                 "WeChatPay", "OrderStore", "Reaper", "Simulator",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "Tests/TestSupport"
         ),
@@ -108,7 +111,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ReaperTests",
-            dependencies: ["Reaper", "Simulator", "OrderStore", "WeChatPay", "TestSupport"]
+            dependencies: [
+                "Reaper", "Simulator", "OrderStore", "WeChatPay", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
         ),
     ]
 )

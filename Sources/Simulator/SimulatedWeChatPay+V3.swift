@@ -44,6 +44,27 @@ extension SimulatedWeChatPay {
             state.withLockedValue { $0.stats.badSignatures += 1 }
             return answerV3(401, ["code": "SIGN_ERROR", "message": "签名错误"], delay: delay)
         }
+        // As WeChat Pay does: a request signed more than 5 minutes from now, or with a nonce
+        // already used within them, is refused (a replay, or a merchant clock that is off).
+        let now = Int64(Date().timeIntervalSince1970)
+        guard let signedAt = Int64(timestamp), abs(signedAt - now) <= V3Answer.maximumClockSkew else {
+            state.withLockedValue { $0.stats.badSignatures += 1 }
+            return answerV3(
+                401, ["code": "SIGN_ERROR", "message": "请求时间戳与当前时间相差超过5分钟 (timestamp \(timestamp), now \(now))"],
+                delay: delay)
+        }
+        let replayed = state.withLockedValue { state in
+            if state.recentNonces.count > 10_000 {
+                state.recentNonces = state.recentNonces.filter { now - $0.value <= V3Answer.maximumClockSkew }
+            }
+            guard state.recentNonces[nonce].map({ now - $0 <= V3Answer.maximumClockSkew }) != true else { return true }
+            state.recentNonces[nonce] = signedAt
+            return false
+        }
+        guard !replayed else {
+            state.withLockedValue { $0.stats.badSignatures += 1 }
+            return answerV3(401, ["code": "SIGN_ERROR", "message": "随机串重复 (nonce_str \(nonce) was used already)"], delay: delay)
+        }
         if isClose {
             let fields = (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: String]) ?? [:]
             let payer = partner ? fields["sp_mchid"] : fields["mchid"]
@@ -58,7 +79,7 @@ extension SimulatedWeChatPay {
         }
         let arrived = Date().timeIntervalSince1970
         state.withLockedValue { state in
-            state.stats.callTimes.append(arrived)
+            state.noteCall(outTradeNo, at: arrived)
             callLog?.write(
                 Data("\(Int64(arrived * 1000)) \(isClose ? "closeorder" : "orderquery") \(outTradeNo) \(mchID)\n".utf8))
         }

@@ -28,7 +28,8 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
     public var requests = 0
     /// Requests rejected for a bad or missing signature.
     public var badSignatures = 0
-    /// When each signed call arrived (unix seconds), for measuring rates.
+    /// When each signed call arrived (unix seconds), for measuring rates: the most recent
+    /// `SimulatorMemoryLimits.callTimes` or a few more.
     public var callTimes: [Double] = []
     /// Order queries with a valid signature, per order number.
     public var queryCalls: [String: Int] = [:]
@@ -60,6 +61,10 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
 public final class SimulatedWeChatPay: Sendable {
     struct State {
         var behaviour: SimulatorBehaviour
+        let limits: SimulatorMemoryLimits
+        var memory: OrderMemory
+        /// API v3 request nonces seen in the last 5 minutes, with their timestamps.
+        var recentNonces: [String: Int64] = [:]
         var faults: [String: FaultPlan] = [:]
         var tradeStates: [String: String] = [:]
         var inFlight: [String: Int] = [:]
@@ -82,10 +87,11 @@ public final class SimulatedWeChatPay: Sendable {
 
     public init(
         keys: [String: MerchantKey], behaviour: SimulatorBehaviour = SimulatorBehaviour(), callLog: FileHandle? = nil,
-        v3Merchants: [String: _RSA.Signing.PublicKey] = [:], wechatpayPrivateKey: _RSA.Signing.PrivateKey? = nil
+        v3Merchants: [String: _RSA.Signing.PublicKey] = [:], wechatpayPrivateKey: _RSA.Signing.PrivateKey? = nil,
+        limits: SimulatorMemoryLimits = SimulatorMemoryLimits()
     ) throws {
         self.keys = keys
-        self.state = NIOLockedValueBox(State(behaviour: behaviour))
+        self.state = NIOLockedValueBox(State(behaviour: behaviour, limits: limits, memory: OrderMemory(limit: limits.orders)))
         self.callLog = callLog
         self.v3Merchants = v3Merchants
         self.wechatpayPrivateKey = try wechatpayPrivateKey ?? _RSA.Signing.PrivateKey(keySize: .bits2048)
@@ -109,7 +115,15 @@ public final class SimulatedWeChatPay: Sendable {
     public func markNonexistent(_ outTradeNo: String) { setTradeState(Self.nonexistent, for: outTradeNo) }
     /// Any `trade_state`: SUCCESS, REFUND, NOTPAY, CLOSED, REVOKED, USERPAYING, PAYERROR, ACCEPT.
     public func setTradeState(_ tradeState: String, for outTradeNo: String) {
-        state.withLockedValue { $0.tradeStates[outTradeNo] = tradeState }
+        state.withLockedValue { state in
+            state.noteOrder(outTradeNo)
+            state.tradeStates[outTradeNo] = tradeState
+        }
+    }
+
+    /// Forgets the statistics (not the orders' trade states or faults), as `POST /_sim/reset` does.
+    public func resetStats() {
+        state.withLockedValue { $0.stats = SimulatorStats() }
     }
 
     static let nonexistent = "(nonexistent)"
@@ -135,6 +149,10 @@ public final class SimulatedWeChatPay: Sendable {
             let json = (try? JSONEncoder().encode(stats)).map(Array.init) ?? []
             return .respond(status: 200, body: json, afterMilliseconds: 0)
         }
+        if method == "POST" && path == "/_sim/reset" {
+            resetStats()
+            return .respond(status: 200, body: Array("statistics reset\n".utf8), afterMilliseconds: 0)
+        }
         if path.hasPrefix("/v3/") {
             return replyV3(method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour)
         }
@@ -159,7 +177,7 @@ public final class SimulatedWeChatPay: Sendable {
 
         let arrived = Date().timeIntervalSince1970
         state.withLockedValue { state in
-            state.stats.callTimes.append(arrived)
+            state.noteCall(outTradeNo, at: arrived)
             callLog?.write(Data("\(Int64(arrived * 1000)) \(endpoint.name) \(outTradeNo) \(mchID)\n".utf8))
         }
         if endpoint == .close { countCall(outTradeNo, fields: fields) }
@@ -175,8 +193,17 @@ public final class SimulatedWeChatPay: Sendable {
 
     /// Called by the HTTP layer when it has sent (or given up on) the answer to a close call.
     public func finished(path: String, body: [UInt8]) {
-        guard path == "/pay/closeorder", let fields = try? FlatXML.decode(body), let number = fields["out_trade_no"] else {
-            return
+        let number: String
+        if path.hasPrefix("/v3/") && path.hasSuffix("/close") {
+            // …/out-trade-no/{no}/close
+            let parts = path.split(separator: "/")
+            guard parts.count >= 2 else { return }
+            number = String(parts[parts.count - 2]).removingPercentEncoding ?? String(parts[parts.count - 2])
+        } else {
+            guard path == "/pay/closeorder", let fields = try? FlatXML.decode(body), let found = fields["out_trade_no"] else {
+                return
+            }
+            number = found
         }
         state.withLockedValue { state in
             if let count = state.inFlight[number] {

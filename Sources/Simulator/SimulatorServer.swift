@@ -29,15 +29,23 @@ public final class SimulatorServer: Sendable {
     /// `http://HOST:PORT`, to use as `api.base_url`.
     public var baseURL: String { "http://\(host):\(port)" }
 
-    /// Starts listening; `port` 0 picks a free port.
-    public static func start(_ simulator: SimulatedWeChatPay, host: String, port: Int) async throws -> SimulatorServer {
+    /// Starts listening; `port` 0 picks a free port. A connection that sends nothing for
+    /// `idleTimeout` is closed, so that clients that vanished (half-open connections) do not
+    /// pile up in a simulator left running for days.
+    public static func start(
+        _ simulator: SimulatedWeChatPay, host: String, port: Int, idleTimeout: Duration = .seconds(60)
+    ) async throws -> SimulatorServer {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(SimulatorHTTPHandler(simulator: simulator))
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                    try pipeline.addHandlers([
+                        IdleStateHandler(readTimeout: TimeAmount(idleTimeout)), SimulatorHTTPHandler(simulator: simulator),
+                    ])
                 }
             }
             .bind(host: host, port: port)
@@ -136,6 +144,14 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         markAnswered()
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     private func after(_ milliseconds: Int, _ context: ChannelHandlerContext, _ work: @escaping @Sendable () -> Void) {

@@ -33,17 +33,21 @@ public struct OrderIdentity: Sendable, Equatable {
     public func problem() -> String? {
         let number = Array(outTradeNo.utf8)
         if !(6...32).contains(number.count) {
-            return "out_trade_no must be 6 to 32 characters, this one has \(outTradeNo.count)"
+            return "out_trade_no must be 6 to 32 bytes, this one has \(number.count)"
+        }
+        for (name, value) in [("out_trade_no", outTradeNo), ("appid", appid), ("mch_id", mchID)] {
+            if value.isEmpty { return "\(name) is empty" }
+            // Not trimmed: WeChat Pay knows the value without the spaces, so the app must fix the row.
+            if value.first?.isWhitespace == true || value.last?.isWhitespace == true {
+                return "\(name) \(Untrusted.quote(value)) has spaces around it: write it without them"
+            }
         }
         if let bad = number.first(where: { !Self.isAllowedOrderNumberCharacter($0) }) {
             return "out_trade_no may hold only 0-9 A-Z a-z _ - | * @, found \(Self.describe(bad))"
         }
-        for (name, value) in [("appid", appid), ("mch_id", mchID)] {
-            if value.isEmpty { return "\(name) is empty" }
-        }
         for (name, value) in [("appid", appid), ("mch_id", mchID), ("sub_appid", subAppID ?? ""), ("sub_mch_id", subMchID ?? "")]
         {
-            if value.utf8.count > 32 { return "\(name) is longer than 32 characters" }
+            if value.utf8.count > 32 { return "\(name) is longer than 32 bytes (\(value.utf8.count))" }
             if !value.utf8.allSatisfy({ Self.isAllowedOrderNumberCharacter($0) }) {
                 return "\(name) may hold only letters, digits, _ - | * @"
             }

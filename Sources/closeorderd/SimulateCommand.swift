@@ -11,7 +11,9 @@ struct SimulateCommand: AsyncParsableCommand {
         abstract: "Serve a local WeChat Pay v2 stand-in for /pay/closeorder and /pay/orderquery.",
         discussion: """
             Checks request signatures with each merchant's key and signs its answers. Orders are \
-            NOTPAY until closed. GET /_sim/stats returns what it has seen, as JSON.
+            NOTPAY until closed. GET /_sim/stats returns what it has seen, as JSON (bounded: the \
+            latest 100,000 orders and 10,000 call times); POST /_sim/reset clears it. SIGTERM or \
+            SIGINT stops it with exit status 0.
             Faults for --fault: \(SimulatedFault.allCases.map(\.rawValue).joined(separator: ", ")).
             """
     )
@@ -58,6 +60,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Write the public key the simulator signs v3 answers with (PEM) to this file, for wechatpay_public_key_file.")
     var wechatpayKeyOut: String?
 
+    @Option(help: "Close a connection that sends nothing for this many seconds.")
+    var idleTimeoutSeconds = 60.0
+
     func run() async throws {
         var merchantKeys: [String: MerchantKey] = [:]
         for entry in keys {
@@ -90,7 +95,9 @@ struct SimulateCommand: AsyncParsableCommand {
 
         var logHandle: FileHandle?
         if let callLog {
-            if !FileManager.default.fileExists(atPath: callLog) { FileManager.default.createFile(atPath: callLog, contents: nil) }
+            if !FileManager.default.fileExists(atPath: callLog) {
+                _ = FileManager.default.createFile(atPath: callLog, contents: nil)
+            }
             guard let handle = FileHandle(forWritingAtPath: callLog) else {
                 throw ValidationError("cannot write --call-log \(callLog)")
             }
@@ -116,7 +123,18 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             simulator.setFault(plan, for: parts[0])
         }
-        let server = try await SimulatorServer.start(simulator, host: String(hostPort[0]), port: port)
+        guard idleTimeoutSeconds > 0 else { throw ValidationError("--idle-timeout-seconds must be positive") }
+        let server = try await SimulatorServer.start(
+            simulator, host: String(hostPort[0]), port: port, idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)))
+        // SIGTERM and SIGINT close the listening socket: the command then ends with status 0.
+        let stopSignals = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { Task { try? await server.stop() } }
+            source.resume()
+            return source
+        }
+        defer { stopSignals.forEach { $0.cancel() } }
         FileHandle.standardOutput.write(Data("simulator listening on \(server.baseURL)\n".utf8))
         if !v3Keys.isEmpty {
             FileHandle.standardOutput.write(

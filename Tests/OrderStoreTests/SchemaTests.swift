@@ -98,4 +98,39 @@ import Testing
         #expect(history.first?.call == "closeorder")
         #expect(try await store.orders(outTradeNo: "OLDORDER01").first?.state == "closed")
     }
+
+    @Test func upgradingToVersionThreeFailsUnfinishedRowsWithImplausibleTimesAndRecoversLeaselessClosingRows() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let store = try OrderStore(path: folder.path("v2.sqlite"))
+        #expect(try await store.migrate(upTo: 2) == [1, 2])
+        let milliseconds = Int64(Date().timeIntervalSince1970 * 1000)
+        try await store.withWriteTransaction { db in
+            for (number, created, state) in [
+                ("MILLISPEND1", "\(milliseconds)", "pending"), ("MILLISPAID1", "\(milliseconds)", "paid"),
+                ("ZEROTIME001", "0", "pending"), ("GOODTIME001", "unixepoch() - 900", "pending"),
+                ("NOLEASE0001", "unixepoch() - 900", "closing"),
+            ] {
+                try db.execute(
+                    sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, state) VALUES ('1', 'wx1', ?, \(created), ?)",
+                    arguments: [number, state])
+            }
+        }
+        #expect(try await store.migrate() == [3])
+        let failed = try #require(try await store.orders(outTradeNo: "MILLISPEND1").first)
+        #expect(failed.state == "failed")
+        #expect(failed.lastError?.contains("not Unix time in seconds") == true)
+        #expect(try await store.attempts(orderID: failed.id).map(\.outcome) == ["invalid"])
+        #expect(try await store.orders(outTradeNo: "ZEROTIME001").first?.state == "failed")
+        #expect(try await store.orders(outTradeNo: "MILLISPAID1").first?.state == "paid", "finished rows are left alone")
+        #expect(try await store.orders(outTradeNo: "GOODTIME001").first?.state == "pending")
+        let claimed = try await store.claimDue(
+            now: Int64(Date().timeIntervalSince1970), policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 600),
+            limit: 10, leaseSeconds: 60, maxAttempts: 10)
+        let recovered = try #require(claimed.first { $0.outTradeNo == "NOLEASE0001" }, "a closing row without a lease is due")
+        #expect(recovered.recoveredFromExpiredLease, "so it is confirmed with an order query before any close")
+
+        let requeue = try await store.requeueFailed(RequeueSelection(), now: Int64(Date().timeIntervalSince1970))
+        #expect(requeue == RequeueResult(requeued: 0, leftWithBadTimes: 2), "retry leaves them failed until fixed")
+    }
 }

@@ -201,6 +201,8 @@ import Testing
         #expect(try await setup.daemon(["--once"]).waitForExit(timeout: 30) == 0)
         #expect(try await setup.database.order("SIMCLOSE001")?.state == "closed")
         #expect(try await setup.database.order("SIMPAID0001")?.state == "paid")
+        simulator.signal(SIGTERM)
+        #expect(try await simulator.waitForExit(timeout: 10) == 0, "merchants' CI stops it with SIGTERM")
     }
 
     @Test func theDemoRunsOfflineAndShowsEveryKindOfOutcome() async throws {

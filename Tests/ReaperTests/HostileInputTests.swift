@@ -14,7 +14,9 @@ import Testing
         defer { Task { await world.tearDown() } }
         let hostile: [(number: String, appid: String, mchID: String, reason: String)] = [
             ("", Fixtures.appid, Fixtures.mchID, "6 to 32"),
-            ("      ", Fixtures.appid, Fixtures.mchID, "found byte 0x20"),
+            ("      ", Fixtures.appid, Fixtures.mchID, "has spaces around it"),
+            ("ORDER 00001", Fixtures.appid, Fixtures.mchID, "found byte 0x20"),
+            ("SPACEDMCH01", Fixtures.appid, " \(Fixtures.mchID)", "mch_id \" \(Fixtures.mchID)\" has spaces around it"),
             ("a<b>c&d", Fixtures.appid, Fixtures.mchID, "found '<'"),
             ("x]]>yzzz", Fixtures.appid, Fixtures.mchID, "found ']'"),
             ("quote'\"1", Fixtures.appid, Fixtures.mchID, "found '''"),

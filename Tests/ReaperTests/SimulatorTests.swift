@@ -1,0 +1,69 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Simulator
+import TestSupport
+import Testing
+import WeChatPay
+import _CryptoExtras
+
+/// The simulator as merchants run it in their CI, for days: bounded memory, a reset, and
+/// API v3 requests refused the way WeChat Pay refuses them.
+@Suite struct SimulatorTests {
+    func signedClose(_ number: String) -> [UInt8] {
+        let order = OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: number)
+        return Array(V2Request.body(for: order, key: Fixtures.key, signType: .hmacSHA256).utf8)
+    }
+
+    @Test func itsStatisticsStayBoundedAndCanBeReset() throws {
+        let simulator = try SimulatedWeChatPay(
+            keys: [Fixtures.mchID: Fixtures.key], limits: SimulatorMemoryLimits(orders: 100, callTimes: 50))
+        for index in 0..<1000 {
+            _ = simulator.reply(method: "POST", path: "/pay/closeorder", body: signedClose("BOUNDED\(10_000 + index)"))
+        }
+        let stats = simulator.stats
+        #expect(stats.closeCalls.count == 100, "the latest 100 orders")
+        #expect(stats.closeCalls["BOUNDED10999"] == 1 && stats.closeCalls["BOUNDED10000"] == nil)
+        #expect(stats.tradeStates.count == 100)
+        #expect(stats.callTimes.count < 100)
+        #expect(stats.requests == 1000, "counters still count everything")
+
+        #expect(simulator.reply(method: "POST", path: "/_sim/reset", body: []) == .respond(status: 200, body: Array("statistics reset\n".utf8), afterMilliseconds: 0))
+        #expect(simulator.stats.closeCalls.isEmpty && simulator.stats.callTimes.isEmpty)
+        #expect(simulator.stats.tradeStates["BOUNDED10999"] == "CLOSED", "the orders' states are kept")
+    }
+
+    @Test func aV3RequestWithAStaleTimestampOrAReusedNonceIsRefused() throws {
+        let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
+        let simulator = try SimulatedWeChatPay(keys: [:], v3Merchants: [Fixtures.mchID: merchantKey])
+        let credentials = try V3Credentials(
+            mchID: Fixtures.mchID, serialNo: V3TestKeys.merchantSerialNo, privateKeyPEM: V3TestKeys.merchantPrivateKey,
+            wechatpayPublicKeyPEM: V3TestKeys.wechatpayPublicKey, wechatpayPublicKeyID: "PUB_KEY_ID_0119000001092025010100000000000001")
+        let request = V3Request.close(OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "V3REPLAY001"))
+        func send(timestamp: Int64, nonce: String) throws -> Int {
+            let authorization = try request.authorization(credentials: credentials, timestamp: timestamp, nonce: nonce)
+            let reply = simulator.reply(
+                method: "POST", path: request.pathAndQuery, body: Array(request.body.utf8), uri: request.pathAndQuery,
+                headers: ["authorization": authorization])
+            guard case .respondWithHeaders(let status, _, _, _) = reply else { return 0 }
+            return status
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        #expect(try send(timestamp: now - 301, nonce: "STALE0000000000000000000000000001") == 401)
+        #expect(try send(timestamp: now + 400, nonce: "FUTURE000000000000000000000000001") == 401)
+        #expect(try send(timestamp: now, nonce: "FRESH0000000000000000000000000001") == 204)
+        #expect(try send(timestamp: now, nonce: "FRESH0000000000000000000000000001") == 401, "a replay is refused")
+        #expect(simulator.stats.closeCalls["V3REPLAY001"] == 1)
+    }
+
+    @Test func aConnectionThatSendsNothingIsClosed() async throws {
+        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key])
+        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0, idleTimeout: .milliseconds(300))
+        defer { Task { try? await server.stop() } }
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: server.port).get()
+        let closed = Task { try await channel.closeFuture.get() }
+        try await DaemonProcess.waitUntil(timeout: 5, "the server closed the idle connection") { !channel.isActive }
+        try await closed.value
+    }
+}
