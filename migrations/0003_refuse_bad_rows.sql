@@ -47,6 +47,36 @@ BEGIN
         OR instr(CAST(NEW.sub_appid AS BLOB), X'00') > 0;
 END;
 
+-- closeorderd's own bookkeeping: a text or out-of-range value here would leave a row never
+-- due again, or stop the claim. The app has no reason to write these columns.
+CREATE TRIGGER orders_refuse_bad_bookkeeping_on_insert BEFORE INSERT ON orders
+BEGIN
+    SELECT RAISE(ABORT, 'closeorderd: attempts, next_attempt_at and lease_expires_at are written by closeorderd: insert orders without them')
+     WHERE typeof(NEW.attempts) <> 'integer' OR NEW.attempts NOT BETWEEN 0 AND 1000000
+        OR (NEW.next_attempt_at IS NOT NULL AND (typeof(NEW.next_attempt_at) <> 'integer' OR NEW.next_attempt_at NOT BETWEEN 0 AND 7258118400))
+        OR (NEW.lease_expires_at IS NOT NULL AND (typeof(NEW.lease_expires_at) <> 'integer' OR NEW.lease_expires_at NOT BETWEEN 0 AND 7258118400));
+END;
+
+CREATE TRIGGER orders_refuse_bad_bookkeeping_on_update
+BEFORE UPDATE OF attempts, next_attempt_at, lease_expires_at ON orders
+BEGIN
+    SELECT RAISE(ABORT, 'closeorderd: attempts must be a whole number from 0 to 1000000, next_attempt_at and lease_expires_at NULL or Unix seconds before 2200')
+     WHERE typeof(NEW.attempts) <> 'integer' OR NEW.attempts NOT BETWEEN 0 AND 1000000
+        OR (NEW.next_attempt_at IS NOT NULL AND (typeof(NEW.next_attempt_at) <> 'integer' OR NEW.next_attempt_at NOT BETWEEN 0 AND 7258118400))
+        OR (NEW.lease_expires_at IS NOT NULL AND (typeof(NEW.lease_expires_at) <> 'integer' OR NEW.lease_expires_at NOT BETWEEN 0 AND 7258118400));
+END;
+
+-- While a call is in flight its answer is about the order as it was claimed: renaming the row
+-- then would record that answer on another order number.
+CREATE TRIGGER orders_refuse_identity_change_while_closing
+BEFORE UPDATE OF mch_id, appid, out_trade_no, sub_mch_id, sub_appid ON orders
+WHEN OLD.state = 'closing'
+ AND (NEW.mch_id IS NOT OLD.mch_id OR NEW.appid IS NOT OLD.appid OR NEW.out_trade_no IS NOT OLD.out_trade_no
+      OR NEW.sub_mch_id IS NOT OLD.sub_mch_id OR NEW.sub_appid IS NOT OLD.sub_appid)
+BEGIN
+    SELECT RAISE(ABORT, 'closeorderd: this order is being closed right now (state closing): its mch_id, appid, out_trade_no, sub_mch_id and sub_appid cannot change until it is not');
+END;
+
 -- `closing` without a lease would never be due again: only closeorderd's claim sets it.
 CREATE TRIGGER orders_refuse_closing_without_lease BEFORE UPDATE OF state ON orders
 WHEN NEW.state = 'closing' AND (NEW.lease_token IS NULL OR NEW.lease_expires_at IS NULL)
@@ -73,3 +103,10 @@ UPDATE orders
    AND (created_at NOT BETWEEN 946684800 AND 7258118400
         OR (expires_at IS NOT NULL AND expires_at NOT BETWEEN 946684800 AND 7258118400));
 UPDATE orders SET lease_expires_at = 0 WHERE state = 'closing' AND lease_expires_at IS NULL;
+-- Bookkeeping values of the wrong type on unfinished rows are reset as a fresh claim would
+-- find them; the next claim reads the row again (and fails it, naming the column, if need be).
+UPDATE orders SET next_attempt_at = NULL
+ WHERE state = 'pending' AND next_attempt_at IS NOT NULL
+   AND (typeof(next_attempt_at) <> 'integer' OR next_attempt_at NOT BETWEEN 0 AND 7258118400);
+UPDATE orders SET lease_expires_at = 0
+ WHERE state = 'closing' AND (typeof(lease_expires_at) <> 'integer' OR lease_expires_at NOT BETWEEN 0 AND 7258118400);

@@ -16,6 +16,11 @@ public struct DuePolicy: Sendable, Equatable {
 
 /// An order this process has claimed: its lease is held until `leaseExpiresAt`.
 public struct ClaimedOrder: Sendable, Equatable {
+    /// More attempts than any configuration allows (`max_attempts` is at most 1000), and the
+    /// most the schema accepts (`migrations/0003_refuse_bad_rows.sql`): a row that would
+    /// pass it was written by someone else.
+    static let maximumAttempts = 1_000_000
+
     public let id: Int64
     public let mchID: String
     public let appid: String
@@ -35,12 +40,36 @@ public struct ClaimedOrder: Sendable, Equatable {
     public let previousTradeState: String?
 }
 
+/// What one claim did: the orders it claimed, and the due rows it failed at once without a
+/// call (a row that cannot be read, or a lost call whose attempts are spent).
+public struct ClaimedBatch: Sendable, Equatable {
+    public var orders: [ClaimedOrder] = []
+    public var failedWithoutCall: [FailedRow] = []
+
+    /// How many due rows the claim settled: when fewer than asked for, nothing more is due.
+    public var rowsTaken: Int { orders.count + failedWithoutCall.count }
+}
+
+/// A due row the claim failed without a call, for the log: the row's id, its order number
+/// if it could be read, and the `last_error` written.
+public struct FailedRow: Sendable, Equatable {
+    public let id: Int64
+    public let outTradeNo: String?
+    public let message: String
+}
+
 extension ClaimedOrder {
-    /// Reads a claimed row's identity and previous outcome; fails naming the first column
-    /// that is not usable text.
+    /// Reads a claimed row's attempts, identity and previous outcome; fails naming the first
+    /// column that cannot be used.
     init(
-        row: Row, id: Int64, attempt: Int, leaseToken: String, leaseExpiresAt: Int64, recovered: Bool
+        row: Row, id: Int64, leaseToken: String, leaseExpiresAt: Int64, recovered: Bool
     ) throws(ColumnProblem) {
+        let stored = try StoredValue.integer(row, "attempts") ?? 0
+        guard (0..<Int64(Self.maximumAttempts)).contains(stored) else {
+            throw ColumnProblem(
+                column: "attempts", reason: "holds \(stored), not a count of attempts (0 to \(Self.maximumAttempts - 1))")
+        }
+        let attempt = Int(stored) + 1
         func required(_ name: String) throws(ColumnProblem) -> String {
             guard let text = try StoredValue.text(row, name) else {
                 throw ColumnProblem(column: name, reason: "is NULL")
@@ -95,7 +124,7 @@ extension OrderStore {
     /// last call is unknown and its budget is spent.
     public func claimDue(
         now: Int64, policy: DuePolicy, limit: Int, leaseSeconds: Int64, maxAttempts: Int
-    ) async throws(StoreError) -> [ClaimedOrder] {
+    ) async throws(StoreError) -> ClaimedBatch {
         let token = UUID().uuidString
         let leaseExpiresAt = now + leaseSeconds
         var arguments = Self.dueArguments(now: now, policy: policy)
@@ -106,7 +135,7 @@ extension OrderStore {
                 try Bool.fetchOne(
                     db.cachedStatement(sql: "SELECT EXISTS (\(Self.dueOrderIDsSQL))"), arguments: arguments) ?? false
             }
-            guard anyDue else { return [] }
+            guard anyDue else { return ClaimedBatch() }
             return try await writer.write { [arguments] db in
                 let rows = try Row.fetchAll(
                     db.cachedStatement(
@@ -115,7 +144,7 @@ extension OrderStore {
                               FROM orders WHERE id IN (SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit)
                             """),
                     arguments: arguments)
-                var claimed: [ClaimedOrder] = []
+                var batch = ClaimedBatch()
                 let claim = try db.cachedStatement(
                     sql: """
                         UPDATE orders
@@ -128,22 +157,22 @@ extension OrderStore {
                     let recovered = String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
                     let order: ClaimedOrder
                     do throws(ColumnProblem) {
-                        let attempts = Int(clamping: try StoredValue.integer(row, "attempts") ?? 0)
                         order = try ClaimedOrder(
-                            row: row, id: id, attempt: attempts + 1, leaseToken: token, leaseExpiresAt: leaseExpiresAt,
-                            recovered: recovered)
+                            row: row, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt, recovered: recovered)
                     } catch {
-                        try Self.reject(db, id: id, problem: error, now: now)
+                        let number = try? StoredValue.text(row, "out_trade_no")
+                        batch.failedWithoutCall.append(try Self.reject(db, id: id, outTradeNo: number, problem: error, now: now))
                         continue
                     }
                     if recovered && order.attempt > maxAttempts {
-                        try Self.abandon(db, id: id, attempts: order.attempt - 1, now: now)
+                        batch.failedWithoutCall.append(
+                            try Self.abandon(db, id: id, outTradeNo: order.outTradeNo, attempts: order.attempt - 1, now: now))
                         continue
                     }
                     try claim.execute(arguments: [token, leaseExpiresAt, now, id])
-                    claimed.append(order)
+                    batch.orders.append(order)
                 }
-                return claimed
+                return batch
             }
         }
     }
@@ -168,41 +197,44 @@ extension OrderStore {
     static let claimedTextColumns = ["mch_id", "appid", "out_trade_no", "sub_mch_id", "sub_appid", "err_code", "trade_state"]
 
     /// Fails a due row that cannot be read, without any call: `last_error` names the column
-    /// and what it holds, and the history gets an `invalid` line.
-    private static func reject(_ db: Database, id: Int64, problem: ColumnProblem, now: Int64) throws {
+    /// and what it holds, and the history gets an `invalid` line. The claim counts as an attempt.
+    private static func reject(
+        _ db: Database, id: Int64, outTradeNo: String?, problem: ColumnProblem, now: Int64
+    ) throws -> FailedRow {
         let message = "not sent: \(problem)"
-        try db.execute(
-            sql: """
-                UPDATE orders SET state = 'failed', attempts = attempts + 1, last_error = ?, lease_token = NULL,
-                       lease_expires_at = NULL, next_attempt_at = NULL, updated_at = ?
-                 WHERE id = ?
-                """,
-            arguments: [message, now, id])
-        try db.execute(
-            sql: """
-                INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, message)
-                SELECT id, attempts, ?, ?, 'invalid', ? FROM orders WHERE id = ?
-                """,
-            arguments: [now, now, message, id])
+        try fail(db, id: id, outcome: "invalid", message: message, countingAnAttempt: true, now: now)
+        return FailedRow(id: id, outTradeNo: outTradeNo, message: message)
     }
 
-    private static func abandon(_ db: Database, id: Int64, attempts: Int, now: Int64) throws {
+    /// Fails a row whose last call's outcome is unknown and whose attempts are spent.
+    private static func abandon(
+        _ db: Database, id: Int64, outTradeNo: String, attempts: Int, now: Int64
+    ) throws -> FailedRow {
         let message =
             "gave up after \(attempts) attempts: the last call's lease expired before its outcome "
             + "was recorded (the process stopped mid-call?); check the order at WeChat Pay"
+        try fail(db, id: id, outcome: "abandoned", message: message, countingAnAttempt: false, now: now)
+        return FailedRow(id: id, outTradeNo: outTradeNo, message: message)
+    }
+
+    private static func fail(
+        _ db: Database, id: Int64, outcome: String, message: String, countingAnAttempt: Bool, now: Int64
+    ) throws {
         try db.execute(
             sql: """
                 UPDATE orders SET state = 'failed', last_error = ?, lease_token = NULL,
+                       attempts = CASE WHEN typeof(attempts) = 'integer' AND attempts BETWEEN 0 AND 999999
+                                       THEN attempts + ? ELSE 1 END,
                        lease_expires_at = NULL, next_attempt_at = NULL, updated_at = ?
                  WHERE id = ?
                 """,
-            arguments: [message, now, id])
+            arguments: [message, countingAnAttempt ? 1 : 0, now, id])
         try db.execute(
             sql: """
                 INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, message)
-                VALUES (?, ?, ?, ?, 'abandoned', ?)
+                SELECT id, attempts, ?, ?, ?, ? FROM orders WHERE id = ?
                 """,
-            arguments: [id, attempts, now, now, message])
+            arguments: [now, now, outcome, message, id])
     }
 }
 

@@ -27,9 +27,11 @@ public final class OrderStore: Sendable {
         path: String, create: Bool = true, busyTimeout: TimeInterval = OrderStore.defaultBusyTimeout
     ) throws(StoreError) {
         self.path = path
+        try Self.refuseNonFile(at: path)
         guard create || FileManager.default.fileExists(atPath: path) else {
             throw StoreError(path: path, message: "no database file at \(path) (check --db or the configuration's database)")
         }
+        if create { Self.createSharedFile(at: path) }
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = false
@@ -43,6 +45,20 @@ public final class OrderStore: Sendable {
             throw StoreError(path: path, underlying: error)
         }
         fileIdentity = FileIdentity(path: path)
+    }
+
+    /// The mode of a database file closeorderd creates: read-write for its owner and group
+    /// (the merchant's app joins the group), whatever the umask. SQLite gives the `-wal` and
+    /// `-shm` files it creates later the database file's mode, so they are shared too.
+    public static let fileMode: mode_t = 0o660
+
+    /// Creates an empty database file with `fileMode` if none exists. SQLite would create it
+    /// 0644 less the umask: `UMask=0007` gives 0640, and the app could not write.
+    static func createSharedFile(at path: String) {
+        let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, fileMode)
+        guard descriptor >= 0 else { return }  // there already (or not creatable: SQLite says why)
+        fchmod(descriptor, fileMode)
+        close(descriptor)
     }
 
     private init(path: String, reader: DatabaseQueue) {
@@ -75,6 +91,7 @@ public final class OrderStore: Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw StoreError(path: path, message: "no database file at \(path) (check --db or the configuration's database)")
         }
+        try refuseNonFile(at: path)
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(defaultBusyTimeout)
@@ -86,6 +103,26 @@ public final class OrderStore: Sendable {
             throw StoreError(path: path, message: error.description)
         } catch {
             throw StoreError(path: path, underlying: error)
+        }
+    }
+
+    /// Opens an existing closeorderd database for reading and writing, without migrating it:
+    /// for `closeorderd retry`, which must not turn a mistyped path to another SQLite file (or
+    /// an empty file) into an order database.
+    public static func openExisting(path: String) throws(StoreError) -> OrderStore {
+        // Checked read-only first: opening for writing would switch any SQLite file to WAL mode.
+        _ = try openReadOnly(path: path)
+        return try OrderStore(path: path, create: false)
+    }
+
+    /// Fails with a sentence that fits when `path` is a directory or a device, not a file.
+    static func refuseNonFile(at path: String) throws(StoreError) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: throw StoreError(path: path, message: "\(path) is a directory, not a database file (check --db or database)")
+        default: throw StoreError(path: path, message: "\(path) is not a regular file (check --db or database)")
         }
     }
 

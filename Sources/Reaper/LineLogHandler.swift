@@ -62,18 +62,5 @@ public struct LineLogHandler: LogHandler {
     }
 
     /// `\n`, `\r`, `\t` and `\u{…}` for every control character.
-    static func escaped(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: Untrusted.isControl) else { return text }
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where Untrusted.isControl(scalar): result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
-    }
+    static func escaped(_ text: String) -> String { Untrusted.escapingControls(text) }
 }

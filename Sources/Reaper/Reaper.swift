@@ -132,9 +132,9 @@ public struct Reaper: Service {
                         try? await pause(until: instant, atMost: settings.pollIntervalSeconds)
                         continue
                     }
-                    let claimed: [ClaimedOrder]
+                    let batch: ClaimedBatch
                     do throws(StoreError) {
-                        claimed = try await store.claimDue(
+                        batch = try await store.claimDue(
                             now: clock(), policy: settings.duePolicy, limit: wanted,
                             leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
                     } catch {
@@ -147,14 +147,17 @@ public struct Reaper: Service {
                         try? await pause(settings.pollIntervalSeconds)
                         continue
                     }
+                    logFailedWithoutCall(batch.failedWithoutCall)
+                    let claimed = batch.orders
                     if wanted == 1 && claimed.isEmpty { breaker.probeNotSent() }
                     let now = ContinuousClock.now
                     queued += claimed.map { QueuedOrder(order: $0, claimedAt: now) }
                     claimedTotal += claimed.count
-                    exhausted = claimed.count < wanted
+                    // Rows failed at the claim count as taken: more may be due behind them.
+                    exhausted = batch.rowsTaken < wanted
                     observer?.pollSucceeded(
                         PollReport(claimed: claimed.count, inFlight: slots.inUse, totals: totals.current))
-                    if !claimed.isEmpty { continue }
+                    if batch.rowsTaken > 0 { continue }
                 }
 
                 if !queued.isEmpty {
@@ -197,6 +200,16 @@ public struct Reaper: Service {
             // The write-back is fenced by the lease token whatever happens: go on with the call.
             logger.warning("cannot re-read a queued order; calling anyway", metadata: ["error": "\(error)"])
             return true
+        }
+    }
+
+    /// Rows the claim failed at once (unreadable, or a lost call with its attempts spent).
+    private func logFailedWithoutCall(_ rows: [FailedRow]) {
+        for row in rows {
+            totals.count(.failed)
+            var metadata: Logger.Metadata = ["row_id": "\(row.id)", "state": "failed"]
+            if let number = row.outTradeNo { metadata["out_trade_no"] = "\(number)" }
+            logger.error("\(row.message)", metadata: metadata)
         }
     }
 

@@ -181,7 +181,7 @@ public final class WeChatPayClient: Sendable {
             let received: V3HTTPAnswer
             do {
                 received = try await exchange(request, deadline: deadline, collectHeaders: collectHeaders)
-            } catch is HTTPParserError where deadline - .now > .milliseconds(100) {
+            } catch is UnreadableHead where deadline - .now > .milliseconds(100) {
                 // Bytes the server sent after an earlier answer (a body on a 204, say) were read
                 // as this answer's start: that connection is closed now; ask once more on another.
                 received = try await exchange(request, deadline: deadline, collectHeaders: collectHeaders)
@@ -214,7 +214,12 @@ public final class WeChatPayClient: Sendable {
         // async-http-client's own deadline ends the connecting and the head with its own
         // errors (which say whether the backup may serve); ours, just after, ends the body.
         return try await Self.within(deadline + .milliseconds(50)) {
-            let response = try await http.execute(request, deadline: .now() + TimeAmount(deadline - .now))
+            let response: HTTPClientResponse
+            do {
+                response = try await http.execute(request, deadline: .now() + TimeAmount(deadline - .now))
+            } catch let error as HTTPParserError {
+                throw UnreadableHead(parserError: error)
+            }
             let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
             // Only API v3 answers are signed in headers; v2 calls skip collecting them.
             var signed: [String: String] = [:]
@@ -225,6 +230,11 @@ public final class WeChatPayClient: Sendable {
             }
             return V3HTTPAnswer(status: Int(response.status.code), headers: signed, body: Array(buffer: buffer))
         }
+    }
+
+    /// The bytes where this answer's head should start could not be parsed.
+    struct UnreadableHead: Error {
+        let parserError: HTTPParserError
     }
 
     /// The whole call, head and body, did not finish by its deadline.
@@ -250,6 +260,8 @@ public final class WeChatPayClient: Sendable {
     /// A sentence for a transport failure, and whether the request can have reached WeChat Pay.
     static func describe(_ error: any Error) -> (String, FailureSymptom) {
         switch error {
+        case let head as UnreadableHead:
+            return ("the answer's head could not be read (\(head.parserError))", .noAnswer)
         case is CallDeadlineExceeded:
             return ("timed out (the whole answer, body included, did not arrive in time)", .noAnswer)
         case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout:

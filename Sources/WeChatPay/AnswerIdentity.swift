@@ -70,11 +70,29 @@ public enum Untrusted {
             switch scalar {
             case "\"": result += "\\\""
             case "\\": result += "\\\\"
-            case _ where isControl(scalar): result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-            default: result.unicodeScalars.append(scalar)
+            default: append(scalar, to: &result)
             }
         }
         return result + (scalars.count > maximumShownCharacters ? "…\"" : "\"")
+    }
+
+    /// The text with every control character escaped (`\n`, `\r`, `\t`, `\u{1B}`, …), so that it
+    /// stays one line and cannot move a terminal's cursor or reorder what is shown.
+    public static func escapingControls(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars { append(scalar, to: &result) }
+        return result
+    }
+
+    private static func append(_ scalar: Unicode.Scalar, to result: inout String) {
+        switch scalar {
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        case _ where isControl(scalar): result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+        default: result.unicodeScalars.append(scalar)
+        }
     }
 
     /// C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional

@@ -54,8 +54,11 @@ public enum CloseOrderResponse {
     /// The business meaning of a verified answer, as `../shared/wechatpay-v2-closeorder.md` tabulates it.
     public static func verdict(resultCode: String?, errCode: String?, errCodeDes: String?) -> CloseVerdict {
         switch resultCode {
-        case "SUCCESS":
+        case "SUCCESS" where errCode?.isEmpty ?? true:
             return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay")
+        case "SUCCESS":
+            return CloseVerdict(
+                outcome: .retry, message: "answer has result_code=SUCCESS and err_code=\(Untrusted.quote(errCode ?? "")): contradictory; will retry")
         case "FAIL":
             break
         default:

@@ -22,6 +22,13 @@ public struct MerchantKey: Sendable, CustomStringConvertible, CustomDebugStringC
     }
 
     public var description: String { "<redacted merchant key>" }
+
+    /// `text` with every occurrence of the key replaced by `<redacted merchant key>`: for text
+    /// from an unverified answer, which a hostile server could make echo the key.
+    public func redacting(_ text: String) -> String {
+        let keyText = String(decoding: bytes, as: UTF8.self)
+        return text.contains(keyText) ? text.replacingOccurrences(of: keyText, with: description) : text
+    }
     public var debugDescription: String { description }
 }
 
@@ -33,7 +40,7 @@ public enum MerchantKeyError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .wrongLength(let count):
-            "an API v2 key has \(MerchantKey.length) characters, this one has \(count)"
+            "an API v2 key has \(MerchantKey.length) ASCII characters, this one has \(count) bytes"
         case .notPrintableASCII:
             "an API v2 key is printable ASCII without spaces"
         }

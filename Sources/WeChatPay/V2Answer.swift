@@ -52,7 +52,7 @@ public enum V2Answer {
         }
         guard fields["return_code"] == "SUCCESS" else {
             // A return_code=FAIL answer carries no sign: its text is shown quoted, never stored as err_code_des.
-            let returnMessage = fields["return_msg"]
+            let returnMessage = fields["return_msg"].map(key.redacting)
             let reason = returnMessage.map { ", return_msg \(Untrusted.quote($0))" } ?? ""
             let limited = returnMessage?.contains(frequencyLimitMessage) == true
             return .failure(

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Reaper
 import Systemd
+import WeChatPay
 
 @main
 struct Closeorderd: AsyncParsableCommand {
@@ -33,7 +34,8 @@ enum ExitCodes {
 
 /// Prints one line to stderr and exits with `code`.
 func exitWithMessage(_ message: String, code: Int32) -> Never {
-    FileHandle.standardError.write(Data("closeorderd: \(message)\n".utf8))
+    // The message may quote what a user typed or a file held: control characters are escaped.
+    FileHandle.standardError.write(Data("closeorderd: \(Untrusted.escapingControls(message))\n".utf8))
     exit(code)
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import OrderStore
 import Reaper
+import WeChatPay
 
 struct QueryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -141,12 +142,26 @@ struct QueryReport {
     private func encode<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // JSON escapes C0 controls itself; line and paragraph separators are escaped too, so
-        // the output is safe to print and to paste into JavaScript.
-        return (try? encoder.encode(value)).map {
-            String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\u{2028}", with: "\\u2028")
-                .replacingOccurrences(of: "\u{2029}", with: "\\u2029")
-        } ?? "{}"
+        guard let json = (try? encoder.encode(value)).map({ String(decoding: $0, as: UTF8.self) }) else { return "{}" }
+        return Self.escapingControls(inJSON: json)
+    }
+
+    /// JSONEncoder escapes C0 controls itself; DEL, C1 controls, line and paragraph separators
+    /// and bidirectional overrides it leaves raw. They become `\uXXXX` here (all are in the
+    /// Basic Multilingual Plane), so the output is safe on a terminal and in JavaScript. The
+    /// line breaks of pretty printing stay (inside strings the encoder has escaped them).
+    static func escapingControls(inJSON json: String) -> String {
+        let raw = { (scalar: Unicode.Scalar) in scalar != "\n" && Untrusted.isControl(scalar) }
+        guard json.unicodeScalars.contains(where: raw) else { return json }
+        var result = ""
+        for scalar in json.unicodeScalars {
+            if raw(scalar) {
+                result += "\\u" + String(format: "%04X", scalar.value)
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 
     /// Unix seconds as UTC ISO 8601, e.g. `2026-11-29T10:46:10Z`.

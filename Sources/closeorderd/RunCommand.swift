@@ -20,6 +20,7 @@ struct RunCommand: AsyncParsableCommand {
     var once = false
 
     func run() async throws {
+        let startup = StartupSignals()
         let configuration = loadConfiguration(options)
         let logger = bootstrapLogging()
         let store: OrderStore
@@ -42,7 +43,7 @@ struct RunCommand: AsyncParsableCommand {
             if once {
                 // Under a service group too, so that SIGTERM or SIGINT stops claiming, hands
                 // queued orders back and waits for the calls in flight, as the daemon does.
-                let pass = OncePass(reaper: reaper)
+                let pass = OncePass(reaper: reaper, started: startup.handOver)
                 let group = ServiceGroup(
                     configuration: .init(
                         services: [.init(service: pass, successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -50,7 +51,7 @@ struct RunCommand: AsyncParsableCommand {
                 try await group.run()
                 logger.info("finished one pass", metadata: ["claimed": "\(pass.claimed)"])
             } else {
-                let reloader = ReloadOnHangup { reload(live, logger: logger) }
+                let reloader = ReloadOnHangup(reload: { reload(live, logger: logger) }, listening: startup.handOver)
                 let group = ServiceGroup(
                     services: [reaper, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
                 try await group.run()
@@ -92,17 +93,50 @@ struct RunCommand: AsyncParsableCommand {
 /// `run --once` as a service: one pass over what is due, then the group ends.
 final class OncePass: Service, Sendable {
     let reaper: Reaper
+    let started: @Sendable () -> Void
     private let claimedCount = Mutex(0)
 
-    init(reaper: Reaper) { self.reaper = reaper }
+    init(reaper: Reaper, started: @escaping @Sendable () -> Void) {
+        self.reaper = reaper
+        self.started = started
+    }
 
     /// How many orders the pass claimed.
     var claimed: Int { claimedCount.withLock { $0 } }
 
     func run() async throws {
+        started()
         let claimed = try await reaper.runOnce()
         claimedCount.withLock { $0 = claimed }
     }
+}
+
+/// Signals that arrive while `run` starts up (reading the configuration and keys, migrating,
+/// which can wait the whole busy timeout on a lock the app holds): SIGTERM and SIGINT end the
+/// process at once with status 0, since nothing is in flight and SQLite rolls back an open
+/// transaction; SIGHUP is ignored, since the configuration is being read anyway. Once the
+/// service group handles signals itself, `handOver()` stands these handlers down. (With
+/// `--once`, SIGHUP stays ignored: the pass reads no configuration again.)
+final class StartupSignals: @unchecked Sendable {
+    private let handedOver = Atomic<Bool>(false)
+    private var sources: [any DispatchSourceSignal] = []
+
+    init() {
+        signal(SIGHUP, SIG_IGN)
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { [unowned self] in
+                guard !handedOver.load(ordering: .acquiring) else { return }
+                FileHandle.standardError.write(Data("closeorderd: stopped while starting; nothing was in flight\n".utf8))
+                exit(0)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func handOver() { handedOver.store(true, ordering: .releasing) }
 }
 
 struct MigrateCommand: AsyncParsableCommand {

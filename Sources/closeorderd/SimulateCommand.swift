@@ -91,7 +91,9 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("rates are fractions from 0 to 1, got \(rate)")
         }
         let hostPort = listen.split(separator: ":", omittingEmptySubsequences: false)
-        guard hostPort.count == 2, let port = Int(hostPort[1]) else { throw ValidationError("--listen takes HOST:PORT") }
+        guard hostPort.count == 2, let port = Int(hostPort[1]), (0...65535).contains(port) else {
+            throw ValidationError("--listen takes HOST:PORT with a port from 0 (any free one) to 65535, got \(listen)")
+        }
 
         var logHandle: FileHandle?
         if let callLog {
@@ -123,7 +125,9 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             simulator.setFault(plan, for: parts[0])
         }
-        guard idleTimeoutSeconds > 0 else { throw ValidationError("--idle-timeout-seconds must be positive") }
+        guard idleTimeoutSeconds > 0, idleTimeoutSeconds <= 86_400 else {
+            throw ValidationError("--idle-timeout-seconds must be more than 0 and at most 86400")
+        }
         let server = try await SimulatorServer.start(
             simulator, host: String(hostPort[0]), port: port, idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)))
         // SIGTERM and SIGINT close the listening socket: the command then ends with status 0.

@@ -8,22 +8,9 @@ struct TextTable {
 
     init(_ header: String...) { self.header = header }
 
-    mutating func add(_ cells: [String]) { rows.append(cells.map(Self.printable)) }
-
-    /// The cell with every control character as `\u{…}`, so that an ESC, CR or line
-    /// separator from the database cannot move the cursor or split a line.
-    static func printable(_ cell: String) -> String {
-        guard cell.unicodeScalars.contains(where: Untrusted.isControl) else { return cell }
-        var result = ""
-        for scalar in cell.unicodeScalars {
-            if Untrusted.isControl(scalar) {
-                result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
-    }
+    /// Adds a row; control characters in cells (an ESC, CR or line separator from the
+    /// database) are escaped, so they cannot move the cursor or split a line.
+    mutating func add(_ cells: [String]) { rows.append(cells.map(Untrusted.escapingControls)) }
 
     var rendered: String {
         let all = [header] + rows

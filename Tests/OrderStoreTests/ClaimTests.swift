@@ -12,7 +12,8 @@ import Testing
         -> [ClaimedOrder]
     {
         try await database.store.claimDue(
-            now: time ?? now, policy: policy, limit: limit, leaseSeconds: 60, maxAttempts: maxAttempts)
+            now: time ?? now, policy: policy, limit: limit, leaseSeconds: 60, maxAttempts: maxAttempts
+        ).orders
     }
 
     @Test func onlyOrdersPastTheirDeadlineAndFiveMinutesOldAreClaimed() async throws {
@@ -140,7 +141,7 @@ import Testing
     func claimOne(_ database: TestDatabase) async throws -> ClaimedOrder {
         let now = Int64(Date().timeIntervalSince1970)
         let claimed = try await database.store.claimDue(now: now, policy: policy, limit: 1, leaseSeconds: 60, maxAttempts: 10)
-        return try #require(claimed.first)
+        return try #require(claimed.orders.first)
     }
 
     func record(_ order: ClaimedOrder, _ state: OrderState, outcome: String) -> AttemptRecord {

@@ -127,7 +127,7 @@ import Testing
         let claimed = try await store.claimDue(
             now: Int64(Date().timeIntervalSince1970), policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 600),
             limit: 10, leaseSeconds: 60, maxAttempts: 10)
-        let recovered = try #require(claimed.first { $0.outTradeNo == "NOLEASE0001" }, "a closing row without a lease is due")
+        let recovered = try #require(claimed.orders.first { $0.outTradeNo == "NOLEASE0001" }, "a closing row without a lease is due")
         #expect(recovered.recoveredFromExpiredLease, "so it is confirmed with an order query before any close")
 
         let requeue = try await store.requeueFailed(RequeueSelection(), now: Int64(Date().timeIntervalSince1970))

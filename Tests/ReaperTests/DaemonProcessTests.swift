@@ -181,6 +181,29 @@ import Testing
         #expect(try await store.orders(inState: .pending, limit: 1).isEmpty)
     }
 
+    @Test func theDatabaseAndItsWALAreGroupWritableWhateverTheUmask() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let database = folder.path("shared.sqlite")
+        let key = try folder.write("merchant.key", Fixtures.keyText)
+        let config = try folder.write(
+            "config.yaml", Fixtures.yaml(database: database, baseURL: "http://127.0.0.1:9", keyFile: key))
+        // The strictest umask a service could have: SQLite alone would create 0600 files.
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: "/bin/sh")
+        daemon.arguments = ["-c", "umask 0077; exec \"$0\" run --config \"$1\"", DaemonProcess.binary.path, config]
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer { daemon.terminate() }
+        try await DaemonProcess.waitUntil(timeout: 20, "the daemon opened its database in WAL mode") {
+            FileManager.default.fileExists(atPath: database + "-wal") && FileManager.default.fileExists(atPath: database + "-shm")
+        }
+        for file in [database, database + "-wal", database + "-shm"] {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int)
+            #expect(mode == 0o660, "\(file): \(String(mode, radix: 8))")
+        }
+    }
+
     @Test func theSimulateCommandServesSignedAnswers() async throws {
         let setup = try await Setup.make()
         defer { Task { await setup.tearDown() } }

@@ -133,14 +133,24 @@ import Testing
         defer { Task { await world.tearDown() } }
         try world.database.insert("TEXTATTEMPT")
         try world.database.insert("BLOBERRCODE")
+        try world.database.insert("HUGEATTEMPT")
         try world.database.insert("GOODORDER03")
         try await world.database.app.write { db in
+            #expect(throws: DatabaseError.self, "the schema refuses it today") {
+                try db.execute(sql: "UPDATE orders SET attempts = 'three' WHERE out_trade_no = 'TEXTATTEMPT'")
+            }
+            // As a database from before migration 3 may hold it:
+            try db.execute(sql: "DROP TRIGGER orders_refuse_bad_bookkeeping_on_update")
             try db.execute(sql: "UPDATE orders SET attempts = 'three' WHERE out_trade_no = 'TEXTATTEMPT'")
+            try db.execute(sql: "UPDATE orders SET attempts = 9223372036854775807 WHERE out_trade_no = 'HUGEATTEMPT'")
             try db.execute(sql: "UPDATE orders SET err_code = X'00FF' WHERE out_trade_no = 'BLOBERRCODE'")
         }
         try await world.reaper.runOnce()
         #expect(try await world.database.order("TEXTATTEMPT")?.lastError?.contains("column attempts holds the text \"three\"") == true)
         #expect(try await world.database.order("BLOBERRCODE")?.lastError?.contains("column err_code holds a BLOB") == true)
+        #expect(
+            try await world.database.order("HUGEATTEMPT")?.lastError?.contains(
+                "column attempts holds 9223372036854775807, not a count of attempts") == true)
         #expect(try await world.database.order("GOODORDER03")?.state == "closed")
         #expect(world.stats.requests == 1)
     }
@@ -210,6 +220,56 @@ import Testing
         #expect(world.stats.closeCalls["QUEUEPAID01"] == nil, "re-read before its call: paid meanwhile")
         #expect(try await world.database.order("QUEUEPAID01")?.state == "paid")
         #expect(try await world.database.order("QUEUEFIRST1")?.state == "closed")
+    }
+
+    @Test func rowsFailedAtTheClaimDoNotEndAOncePassEarly() async throws {
+        let world = try await ReaperWorld.make()
+        defer { Task { await world.tearDown() } }
+        try await world.database.app.write { db in
+            try db.execute(sql: "DROP TRIGGER orders_refuse_bad_identity_on_insert")
+            for index in 1...4 {
+                try db.execute(
+                    sql: """
+                        INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at)
+                        VALUES ('\(Fixtures.mchID)', '\(Fixtures.appid)', X'FF0\(index)', unixepoch() - 7200, unixepoch() - 7200)
+                        """)
+            }
+        }
+        for index in 1...3 { try world.database.insert("AFTERBAD00\(index)") }
+        var settings = Fixtures.reaperSettings()
+        settings.concurrency = 1
+        let configuration = Fixtures.configuration(database: world.database.path, baseURL: world.simulator.baseURL, reaper: settings)
+        let reaper = Reaper(
+            configuration: configuration, store: world.database.store, client: world.client, logger: Fixtures.quietLogger,
+            clock: { world.clock.now })
+        #expect(try await reaper.runOnce() == 3)
+        for index in 1...3 { #expect(try await world.database.order("AFTERBAD00\(index)")?.state == "closed") }
+    }
+
+    @Test func anOrderBeingClosedCannotBeRenamedAndBookkeepingIsRefusedAtInsert() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        try database.insert("RENAMEME001")
+        try await database.app.write { db in
+            try db.execute(sql: "UPDATE orders SET out_trade_no = 'RENAMED0001' WHERE out_trade_no = 'RENAMEME001'")
+            try db.execute(
+                sql: "UPDATE orders SET state = 'closing', lease_token = 't', lease_expires_at = unixepoch() + 60 WHERE out_trade_no = 'RENAMED0001'")
+        }
+        do {
+            try await database.app.write { db in
+                try db.execute(sql: "UPDATE orders SET out_trade_no = 'RENAMED0002' WHERE out_trade_no = 'RENAMED0001'")
+            }
+            Issue.record("renamed while closing")
+        } catch let error as DatabaseError {
+            #expect(error.message?.contains("being closed right now") == true, "\(error.message ?? "")")
+        }
+        for sql in [
+            "INSERT INTO orders (mch_id, appid, out_trade_no, attempts) VALUES ('1', 'wx', 'BOOKKEEP001', 'x')",
+            "INSERT INTO orders (mch_id, appid, out_trade_no, next_attempt_at) VALUES ('1', 'wx', 'BOOKKEEP002', 'soon')",
+            "INSERT INTO orders (mch_id, appid, out_trade_no, next_attempt_at) VALUES ('1', 'wx', 'BOOKKEEP003', \(Int64(Date().timeIntervalSince1970) * 1000))",
+        ] {
+            await #expect(throws: DatabaseError.self, "\(sql)") { try await database.app.write { db in try db.execute(sql: sql) } }
+        }
     }
 }
 

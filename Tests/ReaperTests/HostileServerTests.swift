@@ -190,7 +190,7 @@ import _CryptoExtras
         let today = Date().formatted(.iso8601.year().month().day())
         #expect(paid.stdout.contains("updated_at        \(today)"), "CURRENT_TIMESTAMP is read as a time: \(paid.stdout)")
         let odd = try await setup.run(["query", "--db", setup.database.path, "ESCAPES0001"])
-        #expect(odd.stdout.contains(#"bad\u{1B}[2J\u{D}x"#), "\(odd.stdout)")
+        #expect(odd.stdout.contains(#"bad\u{1B}[2J\rx"#), "\(odd.stdout)")
         #expect(odd.stdout.contains("yesterday"), "an unreadable time is shown as it is: \(odd.stdout)")
         let blob = try await setup.run(["query", "--db", setup.database.path, "BLOBROW0001"])
         #expect(blob.stdout.contains("<BLOB x'FF00'>"), "\(blob.stdout)")
@@ -212,4 +212,59 @@ import _CryptoExtras
         #expect(!FileManager.default.fileExists(atPath: alsoMissing))
         #expect(!FileManager.default.fileExists(atPath: missing))
     }
+
+    @Test func retryRefusesASQLiteFileThatIsNotAnOrderDatabase() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let other = folder.path("customers.db")
+        let queue = try DatabaseQueue(path: other)
+        try await queue.write { db in try db.execute(sql: "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)") }
+        try queue.close()
+        let empty = try folder.write("empty.db", "")
+        for path in [other, empty] {
+            let result = try await DaemonProcess.run(["retry", "--db", path, "--state", "failed"], in: folder)
+            #expect(result.status == 74, "\(path): \(result.stdout)")
+            #expect(result.stderr.contains("no closeorderd schema"), "\(result.stderr)")
+        }
+        let tables = try await DatabaseQueue(path: other).read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        }
+        #expect(tables == ["customers"], "left as it was")
+        #expect(try String(contentsOfFile: empty, encoding: .utf8).isEmpty)
+        let directory = try await DaemonProcess.run(["query", "--db", folder.url.path], in: folder)
+        #expect(directory.stderr.contains("is a directory"), "\(directory.stderr)")
+    }
+
+    @Test func signalsWhileStartingStopItCleanlyOrAreIgnored() async throws {
+        let setup = try await OperatorSetup.make()
+        defer { Task { await setup.tearDown() } }
+        // The app holds the write lock, so the daemon waits in its migration check at start.
+        func holdLock(seconds: Int) throws -> Process {
+            let holder = Process()
+            holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+            holder.arguments = ["-c", "(echo 'BEGIN IMMEDIATE;'; sleep \(seconds); echo 'COMMIT;') | sqlite3 \"$0\"", setup.database.path]
+            try holder.run()
+            return holder
+        }
+        let holder = try holdLock(seconds: 6)
+        defer { holder.terminate() }
+        try await Task.sleep(for: .milliseconds(500))
+        let stopped = try setup.daemon()
+        try await Task.sleep(for: .seconds(1))
+        let signalled = ContinuousClock.now
+        stopped.signal(SIGTERM)
+        #expect(try await stopped.waitForExit(timeout: 10) == 0, "\(stopped.stderr)")
+        #expect(ContinuousClock.now - signalled < .seconds(2), "at once, not after the lock")
+        #expect(stopped.stderr.contains("stopped while starting"))
+
+        let reloaded = try setup.daemon()
+        try await Task.sleep(for: .seconds(1))
+        reloaded.signal(SIGHUP)
+        try await DaemonProcess.waitUntil(timeout: 30, "it started after all") { reloaded.stderr.contains("INFO starting") }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(reloaded.process.isRunning, "SIGHUP while starting did not kill it: \(reloaded.stderr)")
+        reloaded.signal(SIGTERM)
+        #expect(try await reloaded.waitForExit(timeout: 20) == 0)
+    }
 }
+

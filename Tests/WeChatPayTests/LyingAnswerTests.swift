@@ -107,7 +107,20 @@ import _CryptoExtras
         #expect(verdict.outcome == .retry)
         #expect(verdict.errCode == nil && verdict.errCodeDes == nil)
         #expect(!verdict.message.unicodeScalars.contains { Untrusted.isControl($0) }, "\(verdict.message)")
-        #expect(verdict.message.contains(#""FAIL\u{D}\u{A}INFO forged""#), "\(verdict.message)")
+        #expect(verdict.message.contains(#""FAIL\r\nINFO forged""#), "\(verdict.message)")
+    }
+
+    @Test func aContradictorySuccessIsRetried() {
+        let fields = about(order, ["result_code": "SUCCESS", "err_code": "ORDERPAID"])
+        let verdict = CloseOrderResponse.interpret(status: 200, body: signed(fields), order: order, key: key)
+        #expect(verdict.outcome == .retry, "\(verdict.message)")
+    }
+
+    @Test func anUnverifiedAnswerThatEchoesTheKeyHasItRedacted() {
+        let body = Array(FlatXML.encode(["return_code": "FAIL", "return_msg": "bad key \(Fixtures.keyText)!"]).utf8)
+        let verdict = CloseOrderResponse.interpret(status: 200, body: body, order: order, key: key)
+        #expect(!verdict.message.contains(Fixtures.keyText))
+        #expect(verdict.message.contains("<redacted merchant key>"))
     }
 
     // MARK: API v3

@@ -54,7 +54,7 @@ for _ in 0..<2000 {
     let started = ContinuousClock.now
     let claimed = try await store.claimDue(now: now, policy: policy, limit: 256, leaseSeconds: 120, maxAttempts: 10)
     idle.append(microseconds(ContinuousClock.now - started))
-    precondition(claimed.isEmpty)
+    precondition(claimed.orders.isEmpty)
 }
 
 // Claims of 256 due orders out of 1,000, put back between runs.
@@ -71,7 +71,7 @@ for _ in 0..<50 {
     let started = ContinuousClock.now
     let claimed = try await store.claimDue(now: now, policy: policy, limit: 256, leaseSeconds: 120, maxAttempts: 10)
     claims.append(microseconds(ContinuousClock.now - started))
-    precondition(claimed.count == 256)
+    precondition(claimed.orders.count == 256)
     try await store.withWriteTransaction { db in
         try db.execute(
             sql:

@@ -57,7 +57,9 @@ public enum ConfigurationLoader {
         do {
             root = try Yams.compose(yaml: text)
         } catch {
-            throw fail("", "not valid YAML: \(error)")
+            // Yams appends the offending lines of the file: the first line says what and where.
+            let summary = "\(error)".split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "\(error)"
+            throw fail("", "not valid YAML: \(summary)")
         }
         guard let mapping = root?.mapping else { throw fail("", "expected a mapping of keys at the top level") }
         var reader = MappingReader(mapping: mapping, path: "", fail: fail)
@@ -155,6 +157,11 @@ public enum ConfigurationLoader {
                     ])
             let maxRequestsPerSecond = try section.number("max_requests_per_second", in: 0.01...100_000)
             guard let mchID = try section.string("mch_id"), !mchID.isEmpty else { throw fail("\(path).mch_id", "required") }
+            guard mchID.utf8.count <= 32, mchID.utf8.allSatisfy(OrderIdentity.isAllowedOrderNumberCharacter) else {
+                throw fail(
+                    "\(path).mch_id",
+                    "must be the merchant id as WeChat Pay issued it (digits, at most 32, no spaces), got \(Untrusted.quote(mchID))")
+            }
             guard !merchants.contains(where: { $0.mchID == mchID }) else {
                 throw fail("\(path).mch_id", "\(mchID) is configured twice")
             }
@@ -241,6 +248,9 @@ public enum ConfigurationLoader {
         }
     }
 
+    /// The largest key file read: a PEM RSA-4096 private key is about 3.3 KB.
+    static let maximumKeyFileSize = 64 * 1024
+
     /// Reads a key file's text; with `ownerOnly`, refuses a file others can access. A
     /// symbolic link (a Kubernetes Secret volume, a secret store's mount) is followed and the
     /// file it leads to is judged; a directory or anything but a regular file is refused.
@@ -248,21 +258,27 @@ public enum ConfigurationLoader {
         at path: String, key: String, ownerOnly: Bool, fail: (String, String) -> ConfigurationError
     ) throws(ConfigurationError) -> String {
         var status = stat()
-        if stat(path, &status) == 0 {
-            let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-            let file = resolved == path ? "key file \(path)" : "key file \(path) (a link to \(resolved))"
-            switch status.st_mode & S_IFMT {
-            case S_IFREG: break
-            case S_IFDIR: throw fail(key, "\(file) is a directory, not a file holding the key")
-            default: throw fail(key, "\(file) is not a regular file")
-            }
-            let permissions = Int(status.st_mode & 0o777)
-            if ownerOnly && permissions & 0o077 != 0 {
-                throw fail(
-                    key,
-                    "\(file) is accessible to others than its owner (mode \(String(permissions, radix: 8))): run chmod 600 on "
-                        + "\(resolved) (in a Kubernetes Secret volume, set defaultMode: 0400)")
-            }
+        guard stat(path, &status) == 0 else {
+            throw fail(key, "cannot read key file \(path): \(String(cString: strerror(errno)))")
+        }
+        var link = stat()
+        let isLink = lstat(path, &link) == 0 && link.st_mode & S_IFMT == S_IFLNK
+        let resolved = isLink ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
+        let file = isLink ? "key file \(path) (a link to \(resolved))" : "key file \(path)"
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw fail(key, "\(file) is a directory, not a file holding the key")
+        default: throw fail(key, "\(file) is not a regular file")
+        }
+        guard status.st_size <= maximumKeyFileSize else {
+            throw fail(key, "\(file) has \(status.st_size) bytes: a key file holds one key (at most \(maximumKeyFileSize) bytes)")
+        }
+        let permissions = Int(status.st_mode & 0o777)
+        if ownerOnly && permissions & 0o077 != 0 {
+            throw fail(
+                key,
+                "\(file) is accessible to others than its owner (mode \(String(permissions, radix: 8))): run chmod 600 on "
+                    + "\(resolved) (in a Kubernetes Secret volume, set defaultMode: 0400)")
         }
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
@@ -291,6 +307,9 @@ public enum ConfigurationLoader {
             let host = url.host, !host.isEmpty
         else {
             throw fail(key, "must be an http:// or https:// URL with a host, got \"\(text)\"")
+        }
+        if let port = url.port, !(1...65535).contains(port) {
+            throw fail(key, "has port \(port): a port is 1 to 65535, got \"\(text)\"")
         }
         guard url.query == nil, url.fragment == nil, url.user == nil, url.password == nil, !text.contains("@") else {
             throw fail(
