@@ -49,7 +49,7 @@ fi
 if command -v systemd-tmpfiles >/dev/null 2>&1; then
     systemd-tmpfiles --create /usr/lib/tmpfiles.d/closeorderd.conf
 else
-    install -d -o closeorderd -g closeorderd -m 0770 /var/lib/closeorderd
+    install -d -o closeorderd -g closeorderd -m 2770 /var/lib/closeorderd
     install -d -o root -g closeorderd -m 0750 /etc/closeorderd/keys
 fi
 chown root:closeorderd /etc/closeorderd /etc/closeorderd/config.yaml
