@@ -52,6 +52,9 @@ else
     install -d -o closeorderd -g closeorderd -m 2770 /var/lib/closeorderd
     install -d -o root -g closeorderd -m 0750 /etc/closeorderd/keys
 fi
+# An empty database file, group-writable, as the package makes it (see README, "Sharing the database").
+[ -e /var/lib/closeorderd/orders.sqlite ] ||
+    install -o closeorderd -g closeorderd -m 0660 /dev/null /var/lib/closeorderd/orders.sqlite
 chown root:closeorderd /etc/closeorderd /etc/closeorderd/config.yaml
 if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 cat <<EOT

@@ -171,13 +171,28 @@ struct CheckConfigCommand: AsyncParsableCommand {
 
     @OptionGroup var options: DatabaseOptions
 
+    @Flag(
+        help: """
+            Check merchants whose keys are systemd credentials for shape only: systemd copies credentials when \
+            the service starts, so a reload cannot change them (and its control process cannot read them).
+            """)
+    var skipCredentials = false
+
     func run() async throws {
-        let configuration = loadConfiguration(options)
+        let configuration: DaemonConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(
+                path: options.config, databaseOverride: options.db, readCredentials: !skipCredentials)
+        } catch {
+            exitWithMessage("\(error)", code: ExitCodes.configuration)
+        }
         for warning in configuration.warnings {
             FileHandle.standardError.write(Data("closeorderd: warning: \(warning)\n".utf8))
         }
         output(
             "\(options.config): OK: database \(configuration.database), "
-                + "\(configuration.merchants.count) merchant(s): \(configuration.merchants.map(\.mchID).joined(separator: ", "))")
+                + "\(configuration.merchants.count) merchant(s) with keys read: "
+                + configuration.merchants.map(\.mchID).joined(separator: ", ")
+                + (skipCredentials ? " (merchants with credentials checked for shape only)" : ""))
     }
 }

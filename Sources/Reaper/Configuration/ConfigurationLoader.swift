@@ -30,12 +30,16 @@ public enum ConfigurationLoader {
     public static let defaultPath = "/etc/closeorderd/config.yaml"
 
     /// Loads `path`; `databaseOverride` (from `--db`) replaces the `database` key.
+    /// With `readCredentials: false` (for `check-config --skip-credentials`, run by `systemctl
+    /// reload`: systemd copies credentials at start only, and a reload's control process
+    /// cannot read them on systemd 252) merchants whose keys are credentials are checked for
+    /// shape only and left out of `merchants`.
     /// With `readKeys: false` (for `closeorderd query`, which needs no key) merchants are
     /// checked for shape but their key files are not read, and `merchants` comes back empty.
     ///
     /// `environment` supplies `$CREDENTIALS_DIRECTORY` for `key_credential` entries.
     public static func load(
-        path: String, databaseOverride: String? = nil, readKeys: Bool = true,
+        path: String, databaseOverride: String? = nil, readKeys: Bool = true, readCredentials: Bool = true,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(ConfigurationError) -> DaemonConfiguration {
         let text: String
@@ -44,12 +48,14 @@ public enum ConfigurationLoader {
         } catch {
             throw ConfigurationError(key: "", reason: "cannot read the configuration file: \(describe(error))", file: path)
         }
-        return try parse(text, file: path, databaseOverride: databaseOverride, readKeys: readKeys, environment: environment)
+        return try parse(
+            text, file: path, databaseOverride: databaseOverride, readKeys: readKeys, readCredentials: readCredentials,
+            environment: environment)
     }
 
     /// Parses YAML text; `file` names it in errors and anchors relative `key_file` paths.
     public static func parse(
-        _ text: String, file: String, databaseOverride: String? = nil, readKeys: Bool = true,
+        _ text: String, file: String, databaseOverride: String? = nil, readKeys: Bool = true, readCredentials: Bool = true,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(ConfigurationError) -> DaemonConfiguration {
         let fail = { (key: String, reason: String) in ConfigurationError(key: key, reason: reason, file: file) }
@@ -167,7 +173,8 @@ public enum ConfigurationLoader {
             }
             let locate = { (name: String, what: String) throws(ConfigurationError) -> (key: String, path: String)? in
                 try Self.locate(
-                    section, path: path, name: name, what: what, base: baseDirectory, readKeys: readKeys,
+                    section, path: path, name: name, what: what, base: baseDirectory,
+                    readKeys: readKeys, readCredentials: readCredentials,
                     environment: environment, fail: fail)
             }
             if version == "v3" {
@@ -223,6 +230,7 @@ public enum ConfigurationLoader {
     /// dotted key and the file's path (nil for a credential when keys are not being read).
     static func locate(
         _ section: MappingReader, path: String, name: String, what: String, base: URL, readKeys: Bool,
+        readCredentials: Bool = true,
         environment: [String: String], fail: (String, String) -> ConfigurationError
     ) throws(ConfigurationError) -> (key: String, path: String)? {
         let file = try section.string("\(name)_file")
@@ -233,7 +241,7 @@ public enum ConfigurationLoader {
         case (nil, let credential?) where !credential.isEmpty:
             let key = "\(path).\(name)_credential"
             guard !credential.contains("/") else { throw fail(key, "a credential name has no '/', got \"\(credential)\"") }
-            guard readKeys else { return nil }
+            guard readKeys && readCredentials else { return nil }
             guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
                 throw fail(
                     key,
