@@ -201,17 +201,11 @@ import Testing
     }
 
     @Test func anOrderTheAppPaysWhileItWaitsInTheQueueIsNotCalled() async throws {
-        let world = try await ReaperWorld.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 1500))
+        let world = try await ReaperWorld.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 1500), concurrency: 1)
         defer { Task { await world.tearDown() } }
         try world.database.insert("QUEUEFIRST1", createdAgo: 1300)
         try world.database.insert("QUEUEPAID01", createdAgo: 1200)
-        var settings = Fixtures.reaperSettings()
-        settings.concurrency = 1
-        let configuration = Fixtures.configuration(database: world.database.path, baseURL: world.simulator.baseURL, reaper: settings)
-        let reaper = Reaper(
-            configuration: configuration, store: world.database.store, client: world.client, logger: Fixtures.quietLogger,
-            clock: { world.clock.now })
-        let pass = Task { try await reaper.runOnce() }
+        let pass = Task { try await world.reaper.runOnce() }
         try await DaemonProcess.waitUntil(timeout: 10, "the first call is in flight") { world.stats.requests == 1 }
         try await world.database.app.write { db in
             try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'QUEUEPAID01'")
@@ -223,7 +217,7 @@ import Testing
     }
 
     @Test func rowsFailedAtTheClaimDoNotEndAOncePassEarly() async throws {
-        let world = try await ReaperWorld.make()
+        let world = try await ReaperWorld.make(concurrency: 1)
         defer { Task { await world.tearDown() } }
         try await world.database.app.write { db in
             try db.execute(sql: "DROP TRIGGER orders_refuse_bad_identity_on_insert")
@@ -236,13 +230,7 @@ import Testing
             }
         }
         for index in 1...3 { try world.database.insert("AFTERBAD00\(index)") }
-        var settings = Fixtures.reaperSettings()
-        settings.concurrency = 1
-        let configuration = Fixtures.configuration(database: world.database.path, baseURL: world.simulator.baseURL, reaper: settings)
-        let reaper = Reaper(
-            configuration: configuration, store: world.database.store, client: world.client, logger: Fixtures.quietLogger,
-            clock: { world.clock.now })
-        #expect(try await reaper.runOnce() == 3)
+        #expect(try await world.reaper.runOnce() == 3, "two rows a claim with one call slot: bad ones first")
         for index in 1...3 { #expect(try await world.database.order("AFTERBAD00\(index)")?.state == "closed") }
     }
 

@@ -18,11 +18,12 @@ struct ReaperWorld {
         behaviour: SimulatorBehaviour = SimulatorBehaviour(), timeoutSeconds: Double = 2, maxAttempts: Int = 10,
         signType: SignType = .hmacSHA256, confirm: DaemonConfiguration.ConfirmMode = .none,
         backupBaseURL: String? = nil, probeIntervalSeconds: Double = 30, maxRequestsPerSecond: Double? = nil,
-        breaker: OutageBreaker = OutageBreaker(), runningClock: Bool = false
+        breaker: OutageBreaker = OutageBreaker(), runningClock: Bool = false, concurrency: Int? = nil
     ) async throws -> ReaperWorld {
         let database = try await TestDatabase.make()
         let simulator = try await TestSimulator.start(behaviour: behaviour)
         var settings = Fixtures.reaperSettings(maxAttempts: maxAttempts)
+        if let concurrency { settings.concurrency = concurrency }
         settings.leaseSeconds = Int64(timeoutSeconds) + 30
         settings.confirm = confirm
         var configuration = Fixtures.configuration(
