@@ -14,7 +14,7 @@ BINARY=${BINARY:-}
 
 if [ -z "$BINARY" ]; then
     scripts/ensure-deps
-    swift build -c release --product closeorderd
+    swift build -c release --product closeorderd --static-swift-stdlib
     BINARY=.build/release/closeorderd
 fi
 
