@@ -246,7 +246,8 @@ import _CryptoExtras
             try holder.run()
             return holder
         }
-        let holder = try holdLock(seconds: 6)
+        // Less than the 10 s busy timeout, so the second daemon below starts once it is gone.
+        let holder = try holdLock(seconds: 8)
         defer { holder.terminate() }
         try await Task.sleep(for: .milliseconds(500))
         let stopped = try setup.daemon()
