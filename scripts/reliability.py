@@ -426,6 +426,7 @@ def faults_suite(outage_seconds):
     figures = [["daemon alive after every fault", alive], ["peak RSS of the daemon (MB)", f"{rss:.1f}" if rss else "?"],
                ["exit status on SIGTERM", status], ["files holding the key (must be none)", ", ".join(secrets) or "none"]]
     print(table(figures, ["faults", "figure"]))
+    world.close()
     ok = ok and alive and status == 0 and not secrets
     return ok, rows + figures
 
