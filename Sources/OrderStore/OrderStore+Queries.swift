@@ -70,10 +70,9 @@ public struct OrderRecord: Sendable, Codable, Equatable {
         func text(_ name: String) -> String? { StoredValue.displayText(row, name) }
         var unreadable: [String: String] = [:]
         func seconds(_ name: String) -> Int64? {
-            if let raw = StoredValue.displayRaw(row, name), StoredValue.displaySeconds(row, name) == nil {
-                unreadable[name] = raw
-            }
-            return StoredValue.displaySeconds(row, name)
+            let seconds = StoredValue.displaySeconds(row, name)
+            if seconds == nil, let raw = StoredValue.displayRaw(row, name) { unreadable[name] = raw }
+            return seconds
         }
         func integer(_ name: String) -> Int? {
             do {

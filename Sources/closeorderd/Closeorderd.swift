@@ -40,9 +40,12 @@ func exitWithMessage(_ message: String, code: Int32) -> Never {
 }
 
 /// Loads the configuration, or exits with one line naming the key at fault.
-func loadConfiguration(_ options: DatabaseOptions, readKeys: Bool = true) -> DaemonConfiguration {
+func loadConfiguration(_ options: DatabaseOptions, readKeys: Bool = true, readCredentials: Bool = true)
+    -> DaemonConfiguration
+{
     do {
-        return try ConfigurationLoader.load(path: options.config, databaseOverride: options.db, readKeys: readKeys)
+        return try ConfigurationLoader.load(
+            path: options.config, databaseOverride: options.db, readKeys: readKeys, readCredentials: readCredentials)
     } catch {
         exitWithMessage("\(error)", code: ExitCodes.configuration)
     }

@@ -166,7 +166,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
         abstract: "Validate the configuration and read every key it names; exit non-zero with the reason if anything is wrong.",
-        discussion: "For ExecStartPre= and for operators before a reload."
+        discussion: "`systemctl reload` runs it first (ExecReload=, with --skip-credentials); run it yourself before a reload."
     )
 
     @OptionGroup var options: DatabaseOptions
@@ -179,13 +179,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
     var skipCredentials = false
 
     func run() async throws {
-        let configuration: DaemonConfiguration
-        do {
-            configuration = try ConfigurationLoader.load(
-                path: options.config, databaseOverride: options.db, readCredentials: !skipCredentials)
-        } catch {
-            exitWithMessage("\(error)", code: ExitCodes.configuration)
-        }
+        let configuration = loadConfiguration(options, readCredentials: !skipCredentials)
         for warning in configuration.warnings {
             FileHandle.standardError.write(Data("closeorderd: warning: \(warning)\n".utf8))
         }

@@ -264,5 +264,16 @@ import WeChatPay
             DaemonProcess.binary.path, ["check-config", "--config", stage.path("etc/closeorderd/config.yaml")],
             environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(checked == 0, "\(checkOutput)")
+        // What `systemctl reload` runs, where the credential cannot be read: checked for shape only.
+        let config = stage.path("etc/closeorderd/config.yaml")
+        let (unreadable, _) = try run(DaemonProcess.binary.path, ["check-config", "--config", config])
+        #expect(unreadable == 78, "without $CREDENTIALS_DIRECTORY the credential key cannot be read")
+        let (skipped, skippedOutput) = try run(DaemonProcess.binary.path, ["check-config", "--skip-credentials", "--config", config])
+        #expect(skipped == 0, "\(skippedOutput)")
+        #expect(skippedOutput.contains("checked for shape only"))
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "batch_size: 256", with: "batch_size: 0")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let (bad, badOutput) = try run(DaemonProcess.binary.path, ["check-config", "--skip-credentials", "--config", config])
+        #expect(bad == 78 && badOutput.contains("reaper.batch_size"), "\(badOutput)")
     }
 }
