@@ -24,6 +24,7 @@ public final class OutageBreaker: Sendable {
         var probeDelay: Duration = .zero
         var nextProbe: ContinuousClock.Instant = .now
         var probeInFlight = false
+        var timesOpened = 0
     }
 
     let window: Int
@@ -45,6 +46,9 @@ public final class OutageBreaker: Sendable {
     }
 
     public var isOpen: Bool { state.withLock { $0.open } }
+
+    /// How many times the breaker has opened since it was made (for tests and metrics).
+    public var timesOpened: Int { state.withLock { $0.timesOpened } }
 
     public func permission(now: ContinuousClock.Instant = .now) -> Permission {
         state.withLock { state in
@@ -68,7 +72,7 @@ public final class OutageBreaker: Sendable {
         state.withLock { state in
             if state.open {
                 if !outageFailure {
-                    state = State()
+                    state = State(timesOpened: state.timesOpened)
                     return true
                 }
                 if state.probeInFlight {
@@ -85,6 +89,7 @@ public final class OutageBreaker: Sendable {
                 return false
             }
             state.open = true
+            state.timesOpened += 1
             state.probeDelay = firstProbeDelay
             state.nextProbe = now + firstProbeDelay
             return true
