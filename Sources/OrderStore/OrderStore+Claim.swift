@@ -202,7 +202,7 @@ extension OrderStore {
         _ db: Database, id: Int64, outTradeNo: String?, problem: ColumnProblem, now: Int64
     ) throws -> FailedRow {
         let message = "not sent: \(problem)"
-        try fail(db, id: id, outcome: "invalid", message: message, countingAnAttempt: true, now: now)
+        try fail(db, id: id, outcome: .invalid, message: message, countingAnAttempt: true, now: now)
         return FailedRow(id: id, outTradeNo: outTradeNo, message: message)
     }
 
@@ -213,12 +213,12 @@ extension OrderStore {
         let message =
             "gave up after \(attempts) attempts: the last call's lease expired before its outcome "
             + "was recorded (the process stopped mid-call?); check the order at WeChat Pay"
-        try fail(db, id: id, outcome: "abandoned", message: message, countingAnAttempt: false, now: now)
+        try fail(db, id: id, outcome: .abandoned, message: message, countingAnAttempt: false, now: now)
         return FailedRow(id: id, outTradeNo: outTradeNo, message: message)
     }
 
     private static func fail(
-        _ db: Database, id: Int64, outcome: String, message: String, countingAnAttempt: Bool, now: Int64
+        _ db: Database, id: Int64, outcome: HistoryOutcome, message: String, countingAnAttempt: Bool, now: Int64
     ) throws {
         try db.execute(
             sql: """
@@ -234,7 +234,7 @@ extension OrderStore {
                 INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, message)
                 SELECT id, attempts, ?, ?, ?, ? FROM orders WHERE id = ?
                 """,
-            arguments: [now, now, outcome, message, id])
+            arguments: [now, now, outcome.rawValue, message, id])
     }
 }
 

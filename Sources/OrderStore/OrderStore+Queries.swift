@@ -10,7 +10,8 @@ public struct OrderRecord: Sendable, Codable, Equatable {
     public var subAppID: String?
     public var createdAt: Int64
     public var expiresAt: Int64?
-    public var state: String
+    /// Nil only when the column holds something that is not a state (see `unreadable`).
+    public var state: OrderState?
     public var attempts: Int
     public var nextAttemptAt: Int64?
     public var leaseExpiresAt: Int64?
@@ -90,7 +91,8 @@ public struct OrderRecord: Sendable, Codable, Equatable {
         subAppID = text("sub_appid")
         createdAt = seconds("created_at") ?? 0
         expiresAt = seconds("expires_at")
-        state = text("state") ?? ""
+        state = text("state").flatMap(OrderState.init(rawValue:))
+        if state == nil { unreadable["state"] = StoredValue.displayRaw(row, "state") ?? "NULL" }
         attempts = integer("attempts") ?? 0
         nextAttemptAt = seconds("next_attempt_at")
         leaseExpiresAt = seconds("lease_expires_at")
@@ -111,14 +113,15 @@ public struct OrderRecord: Sendable, Codable, Equatable {
 /// One close attempt from the history.
 public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
     public var attempt: Int
-    /// `closeorder`, `orderquery`, or nil when no call was made.
-    public var call: String?
+    /// Nil when no call was made.
+    public var call: CallKind?
     /// The base URL that served the call.
     public var host: String?
     public var startedAt: Int64
     public var finishedAt: Int64
     public var latencyMilliseconds: Int?
-    public var outcome: String
+    /// Nil only if the column holds an outcome this version does not know.
+    public var outcome: HistoryOutcome?
     public var httpStatus: Int?
     public var errCode: String?
     public var errCodeDes: String?
@@ -146,9 +149,9 @@ extension AttemptHistoryRecord {
         func integer(_ name: String) -> Int64? { StoredValue.displaySeconds(row, name) }
         func text(_ name: String) -> String? { StoredValue.displayText(row, name) }
         self.init(
-            attempt: Int(clamping: integer("attempt") ?? 0), call: text("call"), host: text("host"),
+            attempt: Int(clamping: integer("attempt") ?? 0), call: text("call").flatMap(CallKind.init(rawValue:)), host: text("host"),
             startedAt: integer("started_at") ?? 0, finishedAt: integer("finished_at") ?? 0,
-            latencyMilliseconds: integer("latency_ms").map { Int(clamping: $0) }, outcome: text("outcome") ?? "",
+            latencyMilliseconds: integer("latency_ms").map { Int(clamping: $0) }, outcome: text("outcome").flatMap(HistoryOutcome.init(rawValue:)),
             httpStatus: integer("http_status").map { Int(clamping: $0) }, errCode: text("err_code"),
             errCodeDes: text("err_code_des"), message: text("message") ?? "")
     }

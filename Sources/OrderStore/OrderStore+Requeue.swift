@@ -61,10 +61,10 @@ extension OrderStore {
                     try db.execute(
                         sql: """
                             INSERT INTO close_attempts (order_id, attempt, started_at, finished_at, outcome, err_code, message)
-                            SELECT id, attempts, ?, ?, 'requeued', err_code,
+                            SELECT id, attempts, ?, ?, ?, err_code,
                                    'requeued by an operator (closeorderd retry); was: ' || coalesce(last_error, 'failed')
                               FROM orders WHERE id = ?
-                            """, arguments: [now, now, id])
+                            """, arguments: [now, now, HistoryOutcome.requeued.rawValue, id])
                     try db.execute(
                         sql: """
                             UPDATE orders SET state = 'pending', attempts = 0, next_attempt_at = NULL, last_error = NULL,

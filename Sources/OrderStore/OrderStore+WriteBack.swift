@@ -2,12 +2,11 @@ import GRDB
 
 /// One HTTP call made during an attempt, for the history.
 public struct CallRecord: Sendable, Equatable {
-    /// `closeorder` or `orderquery`.
-    public var call: String
+    public var call: CallKind
     /// The base URL that served it.
     public var host: String
-    /// What the call came to: `closed`, `paid`, `retry`, `failed`, `not_paid` or `paying`.
-    public var outcome: String
+    /// What the call came to.
+    public var outcome: HistoryOutcome
     public var httpStatus: Int?
     public var errCode: String?
     public var errCodeDes: String?
@@ -17,7 +16,7 @@ public struct CallRecord: Sendable, Equatable {
     public var latencyMilliseconds: Int?
 
     public init(
-        call: String, host: String, outcome: String, httpStatus: Int? = nil, errCode: String? = nil,
+        call: CallKind, host: String, outcome: HistoryOutcome, httpStatus: Int? = nil, errCode: String? = nil,
         errCodeDes: String? = nil, message: String, startedAt: Int64, finishedAt: Int64, latencyMilliseconds: Int? = nil
     ) {
         self.call = call
@@ -68,8 +67,8 @@ public struct AttemptRecord: Sendable, Equatable {
     public var payment: PaymentColumns?
     /// The HTTP calls made, in order; none for an order that failed validation.
     public var calls: [CallRecord] = []
-    /// The history outcome when no call was made: `invalid`.
-    public var outcomeWithoutCall = "invalid"
+    /// The history outcome when no call was made.
+    public var outcomeWithoutCall = HistoryOutcome.invalid
     public var startedAt: Int64
     public var finishedAt: Int64
 
@@ -147,13 +146,6 @@ extension OrderStore {
             result = .superseded(currentState: current.flatMap(OrderState.init(rawValue:)))
             note = " [not written to the row: it changed while the call was in flight; now \(current ?? "deleted")]"
         }
-        let calls =
-            record.calls.isEmpty
-            ? [
-                CallRecord(
-                    call: "", host: "", outcome: record.outcomeWithoutCall, message: record.message,
-                    startedAt: record.startedAt, finishedAt: record.finishedAt)
-            ] : record.calls
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO close_attempts
@@ -161,12 +153,20 @@ extension OrderStore {
                      err_code, err_code_des, message)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        for (index, call) in calls.enumerated() {
+        guard !record.calls.isEmpty else {
             try insert.execute(
                 arguments: [
-                    record.orderID, record.attempt, call.call.isEmpty ? nil : call.call, call.host.isEmpty ? nil : call.host,
-                    call.startedAt, call.finishedAt, call.latencyMilliseconds, call.outcome, call.httpStatus,
-                    call.errCode, call.errCodeDes, call.message + (index == calls.count - 1 ? note : ""),
+                    record.orderID, record.attempt, nil, nil, record.startedAt, record.finishedAt, nil,
+                    record.outcomeWithoutCall.rawValue, nil, nil, nil, record.message + note,
+                ])
+            return result
+        }
+        for (index, call) in record.calls.enumerated() {
+            try insert.execute(
+                arguments: [
+                    record.orderID, record.attempt, call.call.rawValue, call.host.isEmpty ? nil : call.host, call.startedAt, call.finishedAt,
+                    call.latencyMilliseconds, call.outcome.rawValue, call.httpStatus, call.errCode, call.errCodeDes,
+                    call.message + (index == record.calls.count - 1 ? note : ""),
                 ])
         }
         return result

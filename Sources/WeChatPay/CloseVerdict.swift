@@ -70,30 +70,6 @@ public enum CloseOrderResponse {
             return CloseVerdict(
                 outcome: .retry, errCodeDes: errCodeDes, message: "answer has result_code=FAIL but no err_code; will retry")
         }
-        let code = errCode
-        let detail = errCodeDes.map { " (\($0))" } ?? ""
-        let make = { (outcome: CloseOutcome, message: String) in
-            CloseVerdict(outcome: outcome, errCode: errCode, errCodeDes: errCodeDes, message: message)
-        }
-        switch code {
-        case "ORDERPAID":
-            return make(.paid, "WeChat Pay says the order is paid (ORDERPAID); it was not closed: reconcile the payment")
-        case "ORDERCLOSED":
-            return make(.closed, "already closed at WeChat Pay (ORDERCLOSED)")
-        case "SYSTEMERROR":
-            return make(.retry, "WeChat Pay had an internal error (SYSTEMERROR)\(detail); will retry")
-        case "FREQUENCY_LIMITED":
-            var verdict = make(.retry, "WeChat Pay rate-limited the call (FREQUENCY_LIMITED)\(detail); will retry later")
-            verdict.symptom = .frequencyLimited
-            return verdict
-        case "SIGNERROR":
-            return make(.failed, "WeChat Pay rejected the signature (SIGNERROR)\(detail): check the merchant key and sign_type")
-        case "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD":
-            return make(.failed, "WeChat Pay rejected the request format (\(code))\(detail): a closeorderd bug, please report it")
-        default:
-            return make(
-                .failed,
-                "WeChat Pay answered err_code=\(code)\(detail); not retried automatically")
-        }
+        return AnswerTable.closeVerdict(code: errCode, description: errCodeDes, api: .v2)
     }
 }

@@ -61,25 +61,7 @@ public enum OrderQueryResponse {
                             + "and err_code=\(fields["err_code"].map(Untrusted.quote) ?? "missing"); will retry"),
                     errCode: nil)
             }
-            let description = fields["err_code_des"]
-            switch code {
-            case "ORDERNOTEXIST":
-                return .closed(nil, errCode: "ORDERNOTEXIST")
-            case "SYSTEMERROR":
-                return .unclear(
-                    UnusableAnswer(message: "WeChat Pay had an internal error answering the query (SYSTEMERROR); will retry"),
-                    errCode: code)
-            case "FREQUENCY_LIMITED":
-                return .unclear(
-                    UnusableAnswer(
-                        message: "WeChat Pay rate-limited the query (FREQUENCY_LIMITED); will retry", symptom: .frequencyLimited),
-                    errCode: code)
-            default:
-                return .failed(
-                    errCode: code, errCodeDes: description,
-                    message:
-                        "WeChat Pay refused the order query (err_code=\(code)): check the merchant key and sign_type")
-            }
+            return AnswerTable.queryConclusion(code: code, description: fields["err_code_des"], api: .v2)
         }
         // A trade state is believed only from an answer that names this order's number.
         if let mismatch = order.v2AnswerMismatch(fields, orderNumberRequired: true) {
@@ -91,16 +73,10 @@ public enum OrderQueryResponse {
                     message: "query answer has trade_state=\(fields["trade_state"].map(Untrusted.quote) ?? "missing"); will retry"),
                 errCode: nil)
         }
-        switch state {
-        case .success, .refund:
-            return .paid(
-                state,
-                PaymentDetails(
-                    transactionID: fields["transaction_id"], totalFee: fields["total_fee"].flatMap { Int($0) },
-                    timeEnd: fields["time_end"], tradeType: fields["trade_type"]))
-        case .closed, .revoked, .payError: return .closed(state, errCode: nil)
-        case .notPaid: return .notPaid
-        case .userPaying, .accept: return .paymentUnderWay(state)
-        }
+        return AnswerTable.queryConclusion(
+            tradeState: state,
+            payment: PaymentDetails(
+                transactionID: fields["transaction_id"], totalFee: fields["total_fee"].flatMap { Int($0) },
+                timeEnd: fields["time_end"], tradeType: fields["trade_type"]))
     }
 }

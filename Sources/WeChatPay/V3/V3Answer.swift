@@ -77,39 +77,32 @@ public enum V3Answer {
         }
         if answer.status == 204 { return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay (204)") }
         let (code, description) = error(answer.body)
-        let detail = description.map { " (\($0))" } ?? ""
-        let make = { (outcome: CloseOutcome, text: String) in
-            CloseVerdict(outcome: outcome, errCode: code, errCodeDes: description, message: text)
+        if let key = tableCode(status: answer.status, code: code) {
+            return AnswerTable.closeVerdict(code: key, description: description, api: .v3)
         }
-        switch (answer.status, code) {
-        case (202, _), (_, "USER_PAYING"):
-            return make(
-                .paymentUnderWay, "the user is paying right now (USER_PAYING): not closed; will confirm with an order query")
-        case (_, "ORDER_CLOSED"):
-            return make(.closed, "already closed at WeChat Pay (ORDER_CLOSED)")
-        case (_, "ORDERPAID"), (_, "ORDER_PAID"):
-            return make(
-                .paid, "WeChat Pay says the order is paid (\(code ?? "ORDERPAID")); it was not closed: reconcile the payment")
-        case (_, "ORDERNOTEXIST"), (_, "ORDER_NOT_EXIST"):
-            var verdict = make(.closed, "WeChat Pay has no such order (\(code ?? "")): nothing can be paid")
-            verdict.errCode = "ORDERNOTEXIST"
-            return verdict
-        case (429, _), (_, "FREQUENCY_LIMITED"):
-            var verdict = make(.retry, "WeChat Pay rate-limited the call (\(code ?? "429"))\(detail); will retry later")
-            verdict.symptom = .frequencyLimited
-            return verdict
-        case (_, "RULE_LIMIT"), (_, "SYSTEM_ERROR"):
-            return make(.retry, "WeChat Pay refused for now (\(code ?? ""))\(detail); will retry")
-        case (401, _), (_, "SIGN_ERROR"):
-            return make(
-                .failed,
-                "WeChat Pay rejected the signature (\(code ?? "401"))\(detail): check serial_no and the merchant private key")
-        case (_, "PARAM_ERROR"), (_, "INVALID_REQUEST"), (_, "NO_AUTH"):
-            return make(.failed, "WeChat Pay refused the request (\(code ?? ""))\(detail); not retried automatically")
-        case (200..<400, _), (408, _):
-            return make(.retry, "unexpected HTTP \(answer.status) to a close; will retry")
-        default:
-            return make(.failed, "WeChat Pay answered HTTP \(answer.status) \(code ?? "")\(detail); not retried automatically")
+        if (200..<400).contains(answer.status) || answer.status == 408 {
+            return CloseVerdict(
+                outcome: .retry, errCode: code, errCodeDes: description,
+                message: "unexpected HTTP \(answer.status) to a close; will retry")
+        }
+        return CloseVerdict(
+            outcome: .failed, errCode: code, errCodeDes: description,
+            message:
+                "WeChat Pay answered HTTP \(answer.status) \(code ?? "")\(description.map { " (\($0))" } ?? ""); not retried automatically"
+        )
+    }
+
+    /// The code the answer table knows this answer by: a known code in the body wins, then
+    /// what the status alone means (202 a user paying, 401 a bad signature, 404 no such
+    /// order, 429 rate limited), then the body's code as it is.
+    static func tableCode(status: Int, code: String?) -> String? {
+        if status == 202 { return code.map(AnswerTable.normalised) == "USERPAYING" ? code : "USER_PAYING" }
+        if let code, AnswerTable.knownCodes.contains(AnswerTable.normalised(code)) { return code }
+        switch status {
+        case 401: return "SIGN_ERROR"
+        case 404: return "ORDERNOTEXIST"
+        case 429: return "FREQUENCY_LIMITED"
+        default: return (200..<400).contains(status) || status == 408 ? nil : code
         }
     }
 
@@ -131,42 +124,32 @@ public enum V3Answer {
                     message: "WeChat Pay answered the query with HTTP \(answer.status); will retry", symptom: .serverError),
                 errCode: nil)
         }
-        let (code, description) = error(answer.body)
-        switch (answer.status, code) {
-        case (200, _):
-            guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
-                let text = object["trade_state"] as? String, let state = TradeState(rawValue: text)
-            else {
-                return .unclear(UnusableAnswer(message: "query answer has no known trade_state; will retry"), errCode: nil)
+        guard answer.status == 200 else {
+            let (code, description) = error(answer.body)
+            if let key = tableCode(status: answer.status, code: code) {
+                return AnswerTable.queryConclusion(code: key, description: description, api: .v3)
             }
-            if let mismatch = order.v3QueryAnswerMismatch(object) {
-                return .unclear(UnusableAnswer(message: "query \(mismatch)"), errCode: nil)
+            if (200..<400).contains(answer.status) || answer.status == 408 {
+                return .unclear(
+                    UnusableAnswer(message: "unexpected HTTP \(answer.status) to an order query; will retry"), errCode: code)
             }
-            switch state {
-            case .success, .refund:
-                let amount = object["amount"] as? [String: Any]
-                return .paid(
-                    state,
-                    PaymentDetails(
-                        transactionID: object["transaction_id"] as? String, totalFee: amount?["total"] as? Int,
-                        timeEnd: object["success_time"] as? String, tradeType: object["trade_type"] as? String))
-            case .closed, .revoked, .payError: return .closed(state, errCode: nil)
-            case .notPaid: return .notPaid
-            case .userPaying, .accept: return .paymentUnderWay(state)
-            }
-        case (_, "ORDERNOTEXIST"), (_, "ORDER_NOT_EXIST"), (404, _):
-            return .closed(nil, errCode: "ORDERNOTEXIST")
-        case (429, _), (_, "FREQUENCY_LIMITED"):
-            return .unclear(
-                UnusableAnswer(message: "WeChat Pay rate-limited the query; will retry", symptom: .frequencyLimited),
-                errCode: code)
-        case (200..<400, _), (408, _), (_, "SYSTEM_ERROR"):
-            return .unclear(
-                UnusableAnswer(message: "unexpected HTTP \(answer.status) to an order query; will retry"), errCode: code)
-        default:
             return .failed(
                 errCode: code, errCodeDes: description,
                 message: "WeChat Pay refused the order query (HTTP \(answer.status) \(code ?? "")): check the merchant's v3 keys")
         }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
+            let text = object["trade_state"] as? String, let state = TradeState(rawValue: text)
+        else {
+            return .unclear(UnusableAnswer(message: "query answer has no known trade_state; will retry"), errCode: nil)
+        }
+        if let mismatch = order.v3QueryAnswerMismatch(object) {
+            return .unclear(UnusableAnswer(message: "query \(mismatch)"), errCode: nil)
+        }
+        let amount = object["amount"] as? [String: Any]
+        return AnswerTable.queryConclusion(
+            tradeState: state,
+            payment: PaymentDetails(
+                transactionID: object["transaction_id"] as? String, totalFee: amount?["total"] as? Int,
+                timeEnd: object["success_time"] as? String, tradeType: object["trade_type"] as? String))
     }
 }
