@@ -19,7 +19,8 @@ public struct Reaper: Service {
     /// The longest the loop sleeps between polls, whatever `poll_interval_seconds` says
     /// (half the systemd watchdog interval, so that the loop's own pings keep it alive).
     let maximumPause: Duration?
-    let clock: @Sendable () -> Int64
+    /// The one clock: row times, spacing and pauses.
+    let clock: any DaemonClock
     let totals = OutcomeCounter()
     /// Stops claiming while WeChat Pay is down.
     public let breaker: OutageBreaker
@@ -31,7 +32,7 @@ public struct Reaper: Service {
         live: LiveConfiguration, store: OrderStore, logger: Logger, observer: (any ReaperObserver)? = nil,
         maximumPause: Duration? = nil, breaker: OutageBreaker = OutageBreaker(),
         limiter: MerchantRateLimiter = MerchantRateLimiter(),
-        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        clock: any DaemonClock = SystemClock()
     ) {
         self.live = live
         self.store = store
@@ -46,7 +47,7 @@ public struct Reaper: Service {
 
     public init(
         configuration: DaemonConfiguration, store: OrderStore, client: WeChatPayClient, logger: Logger,
-        breaker: OutageBreaker = OutageBreaker(), clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        breaker: OutageBreaker = OutageBreaker(), clock: any DaemonClock = SystemClock()
     ) {
         self.init(
             live: LiveConfiguration(configuration: configuration, client: client), store: store, logger: logger,
@@ -100,7 +101,7 @@ public struct Reaper: Service {
                 while !queued.isEmpty, slots.tryTake() {
                     let (order, claimedAt) = (queued[0].order, queued[0].claimedAt)
                     queued.removeFirst()
-                    guard order.leaseExpiresAt - clock() > Int64(configuration.api.timeoutSeconds.rounded(.up)) + 1 else {
+                    guard order.leaseExpiresAt - clock.secondsSince1970 > Int64(configuration.api.timeoutSeconds.rounded(.up)) + 1 else {
                         handBack.append(order)
                         slots.release()
                         continue
@@ -135,7 +136,7 @@ public struct Reaper: Service {
                     let batch: ClaimedBatch
                     do throws(StoreError) {
                         batch = try await store.claimDue(
-                            now: clock(), policy: settings.duePolicy, limit: wanted,
+                            now: clock.secondsSince1970, policy: settings.duePolicy, limit: wanted,
                             leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
                     } catch {
                         if untilIdle {
@@ -150,7 +151,7 @@ public struct Reaper: Service {
                     logFailedWithoutCall(batch.failedWithoutCall)
                     let claimed = batch.orders
                     if wanted == 1 && claimed.isEmpty { breaker.probeNotSent() }
-                    let now = ContinuousClock.now
+                    let now = clock.now
                     queued += claimed.map { QueuedOrder(order: $0, claimedAt: now) }
                     claimedTotal += claimed.count
                     // Rows failed at the claim count as taken: more may be due behind them.
@@ -189,7 +190,7 @@ public struct Reaper: Service {
     /// An order that waited in the queue for a second or more is read again before its call:
     /// the app may have set it `paid` (or deleted it) meanwhile.
     private func stillOurs(_ order: ClaimedOrder, queuedSince claimedAt: ContinuousClock.Instant) async -> Bool {
-        guard ContinuousClock.now - claimedAt >= .seconds(1) else { return true }
+        guard clock.now - claimedAt >= .seconds(1) else { return true }
         do {
             if try await store.isStillClaimed(order) { return true }
             logger.info(
@@ -217,7 +218,7 @@ public struct Reaper: Service {
     private func release(_ orders: [ClaimedOrder]) async {
         guard !orders.isEmpty else { return }
         do {
-            try await store.release(orders, now: clock())
+            try await store.release(orders, now: clock.secondsSince1970)
         } catch {
             logger.error(
                 "cannot hand back claimed orders; they are claimed again when their lease expires",
@@ -227,16 +228,14 @@ public struct Reaper: Service {
 
     private func pause(until instant: ContinuousClock.Instant, atMost seconds: Double) async throws {
         let cap = Duration.milliseconds(Int64(seconds * 1000))
-        let wait = min(max(instant - .now, .milliseconds(10)), cap, maximumPause ?? cap)
-        try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+        let wait = min(max(instant - clock.now, .milliseconds(10)), cap, maximumPause ?? cap)
+        try await cancelWhenGracefulShutdown { try await clock.sleep(for: wait) }
     }
 
     private func pause(_ seconds: Double) async throws {
         let requested = Duration.milliseconds(Int64(seconds * 1000))
         let interval = maximumPause.map { min(requested, $0) } ?? requested
-        try await cancelWhenGracefulShutdown {
-            try await Task.sleep(for: interval)
-        }
+        try await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
     }
 
     /// Writes one record back, retrying while the database refuses (disk full, lock held
@@ -245,12 +244,12 @@ public struct Reaper: Service {
     func write(_ record: AttemptRecord, order: ClaimedOrder) async {
         var metadata: Logger.Metadata = [
             "out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)",
-            "outcome": "\(record.calls.last?.outcome ?? record.outcomeWithoutCall)",
+            "outcome": "\((record.calls.last?.outcome ?? record.outcomeWithoutCall).rawValue)",
             "state": "\(record.newState.rawValue)", "attempt": "\(order.attempt)",
         ]
         if let errCode = record.errCode { metadata["err_code"] = "\(errCode)" }
         if !record.calls.isEmpty {
-            metadata["calls"] = "\(record.calls.map(\.call).joined(separator: ","))"
+            metadata["calls"] = "\(record.calls.map(\.call.rawValue).joined(separator: ","))"
             metadata["latency_ms"] = "\(record.calls.compactMap(\.latencyMilliseconds).reduce(0, +))"
         }
         if let host = record.calls.last?.host, host != live.client.hosts.primary { metadata["host"] = "\(host)" }

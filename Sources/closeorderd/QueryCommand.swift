@@ -94,7 +94,7 @@ struct QueryReport {
         var table = TextTable("OUT_TRADE_NO", "MCH_ID", "STATE", "ATTEMPTS", "ERR_CODE", "UPDATED", "LAST_ERROR")
         for order in orders {
             table.add([
-                order.outTradeNo, order.mchID, order.state, "\(order.attempts)", order.errCode ?? "-",
+                order.outTradeNo, order.mchID, order.unreadable["state"] ?? order.state?.rawValue ?? "-", "\(order.attempts)", order.errCode ?? "-",
                 order.unreadable["updated_at"] ?? Self.time(order.updatedAt), order.lastError ?? "-",
             ])
         }
@@ -112,7 +112,7 @@ struct QueryReport {
             var fields = TextTable("FIELD", "VALUE")
             let values: [(String, String?)] = [
                 ("out_trade_no", order.outTradeNo), ("mch_id", order.mchID), ("appid", order.appid),
-                ("sub_mch_id", order.subMchID), ("sub_appid", order.subAppID), ("state", order.state),
+                ("sub_mch_id", order.subMchID), ("sub_appid", order.subAppID), ("state", order.state?.rawValue),
                 ("attempts", "\(order.attempts)"), ("created_at", Self.time(order.createdAt)),
                 ("expires_at", order.expiresAt.map(Self.time)), ("next_attempt_at", order.nextAttemptAt.map(Self.time)),
                 ("lease_expires_at", order.leaseExpiresAt.map(Self.time)), ("err_code", order.errCode),
@@ -129,8 +129,8 @@ struct QueryReport {
             var history = TextTable("ATTEMPT", "FINISHED", "CALL", "HOST", "OUTCOME", "HTTP", "LATENCY_MS", "ERR_CODE", "MESSAGE")
             for attempt in attempts {
                 history.add([
-                    "\(attempt.attempt)", Self.time(attempt.finishedAt), attempt.call ?? "-", attempt.host ?? "-",
-                    attempt.outcome,
+                    "\(attempt.attempt)", Self.time(attempt.finishedAt), attempt.call?.rawValue ?? "-", attempt.host ?? "-",
+                    attempt.outcome?.rawValue ?? "?",
                     attempt.httpStatus.map(String.init) ?? "-", attempt.latencyMilliseconds.map(String.init) ?? "-",
                     attempt.errCode ?? "-", attempt.message,
                 ])

@@ -36,7 +36,7 @@ import Testing
         let claimed = try #require(try await claim(database).first)
         #expect(claimed.attempt == 1)
         let row = try #require(try await database.order("DUE0000001"))
-        #expect(row.state == "closing")
+        #expect(row.state == .closing)
         #expect(row.attempts == 1)
         #expect(row.leaseExpiresAt == claimed.leaseExpiresAt)
         #expect(try await claim(database).isEmpty, "a leased order is not claimed twice")
@@ -93,9 +93,9 @@ import Testing
         }
         #expect(try await claim(database, maxAttempts: 3).isEmpty)
         let row = try #require(try await database.order("SPENT00001"))
-        #expect(row.state == "failed")
+        #expect(row.state == .failed)
         #expect(row.lastError?.contains("lease expired") == true)
-        #expect(try await database.history("SPENT00001").map(\.outcome) == ["abandoned"])
+        #expect(try await database.history("SPENT00001").map(\.outcome) == [.abandoned])
     }
 
     @Test func claimRespectsTheLimit() async throws {
@@ -144,10 +144,10 @@ import Testing
         return try #require(claimed.orders.first)
     }
 
-    func record(_ order: ClaimedOrder, _ state: OrderState, outcome: String) -> AttemptRecord {
+    func record(_ order: ClaimedOrder, _ state: OrderState, outcome: HistoryOutcome) -> AttemptRecord {
         let now = Int64(Date().timeIntervalSince1970)
         let call = CallRecord(
-            call: "closeorder", host: "http://127.0.0.1:1", outcome: outcome, httpStatus: 200,
+            call: .closeorder, host: "http://127.0.0.1:1", outcome: outcome, httpStatus: 200,
             errCode: state == .paid ? "ORDERPAID" : nil, message: "m", startedAt: now, finishedAt: now, latencyMilliseconds: 5)
         return AttemptRecord(
             orderID: order.id, leaseToken: order.leaseToken, attempt: order.attempt, newState: state,
@@ -159,13 +159,13 @@ import Testing
         defer { database.remove() }
         try database.insert("CLOSE00001")
         let order = try await claimOne(database)
-        #expect(try await database.store.record([record(order, .closed, outcome: "closed")]) == [.applied])
+        #expect(try await database.store.record([record(order, .closed, outcome: .closed)]) == [.applied])
         let row = try #require(try await database.order("CLOSE00001"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(row.closedAt != nil)
         #expect(row.leaseExpiresAt == nil)
         #expect(row.lastError == nil)
-        #expect(try await database.history("CLOSE00001").map(\.outcome) == ["closed"])
+        #expect(try await database.history("CLOSE00001").map(\.outcome) == [.closed])
     }
 
     @Test func theAppsEditWinsOverAnInFlightClose() async throws {
@@ -177,9 +177,9 @@ import Testing
         try await database.app.write { db in
             try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'RACE000001'")
         }
-        let result = try await database.store.record([record(order, .closed, outcome: "closed")])
+        let result = try await database.store.record([record(order, .closed, outcome: .closed)])
         #expect(result == [.superseded(currentState: .paid)])
-        #expect(try await database.order("RACE000001")?.state == "paid")
+        #expect(try await database.order("RACE000001")?.state == .paid)
         let history = try await database.history("RACE000001")
         #expect(history.first?.message.contains("not written to the row") == true)
     }
@@ -194,8 +194,8 @@ import Testing
         let second = try await claimOne(database)
         #expect(second.leaseToken != first.leaseToken)
         #expect(
-            try await database.store.record([record(first, .failed, outcome: "failed")]) == [.superseded(currentState: .closing)])
-        #expect(try await database.store.record([record(second, .closed, outcome: "closed")]) == [.applied])
-        #expect(try await database.order("STALE00001")?.state == "closed")
+            try await database.store.record([record(first, .failed, outcome: .failed)]) == [.superseded(currentState: .closing)])
+        #expect(try await database.store.record([record(second, .closed, outcome: .closed)]) == [.applied])
+        #expect(try await database.order("STALE00001")?.state == .closed)
     }
 }

@@ -49,7 +49,7 @@ import Testing
         }
         let order = try #require(try await database.order("1217752501201407033233368018"))
         let after = Int64(Date().timeIntervalSince1970)
-        #expect(order.state == "pending")
+        #expect(order.state == .pending)
         #expect(order.attempts == 0)
         #expect((before...after).contains(order.createdAt), "created_at defaults to the insert time")
         #expect(order.expiresAt.map { $0 - order.createdAt } == 900)
@@ -94,9 +94,9 @@ import Testing
         }
         #expect(try await store.migrate() == Array(2...OrderStore.schemaVersion))
         let history = try await store.attempts(orderID: 1)
-        #expect(history.map(\.outcome) == ["closed"])
-        #expect(history.first?.call == "closeorder")
-        #expect(try await store.orders(outTradeNo: "OLDORDER01").first?.state == "closed")
+        #expect(history.map(\.outcome) == [.closed])
+        #expect(history.first?.call == .closeorder)
+        #expect(try await store.orders(outTradeNo: "OLDORDER01").first?.state == .closed)
     }
 
     @Test func upgradingToVersionThreeFailsUnfinishedRowsWithImplausibleTimesAndRecoversLeaselessClosingRows() async throws {
@@ -118,12 +118,12 @@ import Testing
         }
         #expect(try await store.migrate() == [3])
         let failed = try #require(try await store.orders(outTradeNo: "MILLISPEND1").first)
-        #expect(failed.state == "failed")
+        #expect(failed.state == .failed)
         #expect(failed.lastError?.contains("not Unix time in seconds") == true)
-        #expect(try await store.attempts(orderID: failed.id).map(\.outcome) == ["invalid"])
-        #expect(try await store.orders(outTradeNo: "ZEROTIME001").first?.state == "failed")
-        #expect(try await store.orders(outTradeNo: "MILLISPAID1").first?.state == "paid", "finished rows are left alone")
-        #expect(try await store.orders(outTradeNo: "GOODTIME001").first?.state == "pending")
+        #expect(try await store.attempts(orderID: failed.id).map(\.outcome) == [.invalid])
+        #expect(try await store.orders(outTradeNo: "ZEROTIME001").first?.state == .failed)
+        #expect(try await store.orders(outTradeNo: "MILLISPAID1").first?.state == .paid, "finished rows are left alone")
+        #expect(try await store.orders(outTradeNo: "GOODTIME001").first?.state == .pending)
         let claimed = try await store.claimDue(
             now: Int64(Date().timeIntervalSince1970), policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 600),
             limit: 10, leaseSeconds: 60, maxAttempts: 10)

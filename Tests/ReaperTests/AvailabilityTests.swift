@@ -19,7 +19,7 @@ import WeChatPay
 
         try world.database.insert("PRIMARYDOWN")
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("PRIMARYDOWN")?.state == "closed", "closed in the same attempt, by the backup")
+        #expect(try await world.database.order("PRIMARYDOWN")?.state == .closed, "closed in the same attempt, by the backup")
         #expect(try await world.database.history("PRIMARYDOWN").map(\.host) == [backup.baseURL])
         #expect(backup.simulator.stats.closeCalls["PRIMARYDOWN"] == 1)
 
@@ -49,7 +49,7 @@ import WeChatPay
         world.simulator.simulator.setFault(FaultPlan(.http502, times: 1), for: "PRIMARY5XX1")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("PRIMARY5XX1"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(row.attempts == 1)
         #expect(world.stats.closeCalls["PRIMARY5XX1"] == 1)
         #expect(backup.simulator.stats.closeCalls["PRIMARY5XX1"] == 1)
@@ -63,7 +63,7 @@ import WeChatPay
         try world.database.insert("SYSERRONLY1")
         world.simulator.simulator.setFault(FaultPlan(.systemError, times: 1), for: "SYSERRONLY1")
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("SYSERRONLY1")?.state == "pending")
+        #expect(try await world.database.order("SYSERRONLY1")?.state == .pending)
         #expect(backup.simulator.stats.requests == 0)
     }
 
@@ -96,7 +96,7 @@ import WeChatPay
         #expect(sawOpen, "the breaker opened during the outage")
         #expect(try await world.database.store.orders(inState: .failed, limit: 100).isEmpty)
         let calls = try await world.database.store.summary(
-            now: world.clock.now, policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200))
+            now: world.clock.secondsSince1970, policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200))
         #expect(calls.countsByState["closed"] == 30)
         #expect(!breaker.isOpen)
     }

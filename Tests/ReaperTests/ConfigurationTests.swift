@@ -152,7 +152,7 @@ import Testing
     @Test func waitsAreJitteredWithinTheCap() {
         let backoff = Backoff(baseSeconds: 30, maxSeconds: 3600)
         var random = SystemRandomNumberGenerator()
-        let waits = (0..<200).map { _ in backoff.nextAttempt(afterAttempt: 3, now: 1000, using: &random) - 1000 }
+        let waits = (0..<200).map { _ in backoff.nextAttempt(afterAttempt: 3, now: 1000, jitter: .random(in: 0...1, using: &random)) - 1000 }
         #expect(waits.allSatisfy { (1...120).contains($0) })
         #expect(Set(waits).count > 20, "full jitter spreads retries out")
     }

@@ -15,14 +15,14 @@ import WeChatPay
         world.simulator.simulator.markPaid("LATEPAID001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("LATEPAID001"))
-        #expect(row.state == "paid")
+        #expect(row.state == .paid)
         #expect(row.errCode == "ORDERPAID")
         #expect(row.tradeState == "SUCCESS")
         #expect(row.transactionID?.hasPrefix("4200") == true)
         #expect(row.totalFee == 101)
         #expect(row.timeEnd == "20261129120000")
         #expect(row.tradeType == "JSAPI")
-        #expect(try await world.database.history("LATEPAID001").map(\.call) == ["closeorder", "orderquery"])
+        #expect(try await world.database.history("LATEPAID001").map(\.call) == [.closeorder, .orderquery])
     }
 
     /// A lease that expired mid-call: the close may or may not have happened, so ask first.
@@ -41,7 +41,7 @@ import WeChatPay
         world.simulator.simulator.setTradeState(tradeState, for: "UNKNOWN0001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("UNKNOWN0001"))
-        #expect(row.state == state)
+        #expect(row.state?.rawValue == state)
         #expect(row.errCode == errCode)
         #expect(world.stats.queryCalls["UNKNOWN0001"] == 1)
         #expect((world.stats.closeCalls["UNKNOWN0001"] ?? 0) == (closes ? 1 : 0))
@@ -61,15 +61,15 @@ import WeChatPay
         #expect(try await world.database.order("PAYINGUSER1")?.tradeState == "USERPAYING")
         world.clock.advance(by: 120)
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("PAYINGUSER1")?.state == "pending", "still paying: asked again, not closed")
+        #expect(try await world.database.order("PAYINGUSER1")?.state == .pending, "still paying: asked again, not closed")
         // The user gave up: the payment window passed without a payment.
         world.simulator.simulator.setTradeState("NOTPAY", for: "PAYINGUSER1")
         world.clock.advance(by: 120)
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("PAYINGUSER1"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(world.stats.closesWhilePaying == 0)
-        let calls = try await world.database.history("PAYINGUSER1").map { "\($0.call ?? "-"):\($0.outcome)" }
+        let calls = try await world.database.history("PAYINGUSER1").map { "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")" }
         #expect(calls == ["orderquery:paying", "orderquery:paying", "orderquery:not_paid", "closeorder:closed"])
     }
 
@@ -82,8 +82,8 @@ import WeChatPay
         #expect(try await world.database.order("RATELIMIT01")?.errCode == "FREQUENCY_LIMITED")
         world.clock.advance(by: 10)
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("RATELIMIT01")?.state == "closed")
-        let calls = try await world.database.history("RATELIMIT01").map { "\($0.call ?? "-"):\($0.outcome)" }
+        #expect(try await world.database.order("RATELIMIT01")?.state == .closed)
+        let calls = try await world.database.history("RATELIMIT01").map { "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")" }
         #expect(calls == ["closeorder:retry", "orderquery:not_paid", "closeorder:closed"])
     }
 
@@ -98,7 +98,7 @@ import WeChatPay
         world.clock.advance(by: 10)
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("LASTCHANCE1"))
-        #expect(row.state == "paid")
+        #expect(row.state == .paid)
         #expect(world.stats.closeCalls["LASTCHANCE1"] == 1, "no close after the query said paid")
     }
 
@@ -109,8 +109,8 @@ import WeChatPay
         try world.database.insert("BEFOREPAID1")
         world.simulator.simulator.markPaid("BEFOREPAID1")
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("BEFOREOPEN1")?.state == "closed")
-        #expect(try await world.database.order("BEFOREPAID1")?.state == "paid")
+        #expect(try await world.database.order("BEFOREOPEN1")?.state == .closed)
+        #expect(try await world.database.order("BEFOREPAID1")?.state == .paid)
         #expect(world.stats.queryCalls == ["BEFOREOPEN1": 1, "BEFOREPAID1": 1])
         #expect(world.stats.closeCalls == ["BEFOREOPEN1": 1])
     }
@@ -121,8 +121,8 @@ import WeChatPay
         try world.database.insert("AFTERCLOSE1")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("AFTERCLOSE1"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(row.tradeState == "CLOSED")
-        #expect(try await world.database.history("AFTERCLOSE1").map(\.call) == ["closeorder", "orderquery"])
+        #expect(try await world.database.history("AFTERCLOSE1").map(\.call) == [.closeorder, .orderquery])
     }
 }

@@ -226,8 +226,8 @@ import Testing
         try setup.database.insert("SIMCLOSE001")
         try setup.database.insert("SIMPAID0001")
         #expect(try await setup.daemon(["--once"]).waitForExit(timeout: 30) == 0)
-        #expect(try await setup.database.order("SIMCLOSE001")?.state == "closed")
-        #expect(try await setup.database.order("SIMPAID0001")?.state == "paid")
+        #expect(try await setup.database.order("SIMCLOSE001")?.state == .closed)
+        #expect(try await setup.database.order("SIMPAID0001")?.state == .paid)
         simulator.signal(SIGTERM)
         #expect(try await simulator.waitForExit(timeout: 10) == 0, "merchants' CI stops it with SIGTERM")
     }
@@ -258,10 +258,10 @@ import Testing
         #expect(many.status == 0, "\(many.stderr)")
         #expect(many.stdout.contains("requeued 2 failed orders"))
         let row = try #require(try await setup.database.order("WRONGKEY001"))
-        #expect(row.state == "pending")
+        #expect(row.state == .pending)
         #expect(row.attempts == 0)
-        #expect(try await setup.database.history("WRONGKEY001").map(\.outcome) == ["failed", "requeued"])
-        #expect(try await setup.database.order("OTHERFAIL01")?.state == "failed", "other err_codes stay")
+        #expect(try await setup.database.history("WRONGKEY001").map(\.outcome) == [.failed, .requeued])
+        #expect(try await setup.database.order("OTHERFAIL01")?.state == .failed, "other err_codes stay")
 
         let one = try await setup.run(["retry", "--db", setup.database.path, "OTHERFAIL01"])
         #expect(one.stdout.contains("requeued 1 failed order"))
@@ -315,8 +315,8 @@ import Testing
         try setup.database.insert("MIXEDV3ORD1", mchID: "1900000333")
         let daemon = try setup.daemon(["--once"])
         #expect(try await daemon.waitForExit(timeout: 30) == 0, "\(daemon.stderr)")
-        #expect(try await setup.database.order("MIXEDV2ORD1")?.state == "closed")
-        #expect(try await setup.database.order("MIXEDV3ORD1")?.state == "closed")
+        #expect(try await setup.database.order("MIXEDV2ORD1")?.state == .closed)
+        #expect(try await setup.database.order("MIXEDV3ORD1")?.state == .closed)
         #expect(!daemon.stderr.contains("PRIVATE KEY"), "no key material in the logs")
     }
 }

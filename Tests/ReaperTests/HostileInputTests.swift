@@ -36,11 +36,11 @@ import Testing
         for row in hostile {
             let stored = try await world.database.store.orders(outTradeNo: row.number)
             let order = try #require(stored.first(where: { $0.mchID == row.mchID }), "\(row.number.prefix(20))")
-            #expect(order.state == "failed", "\(row.number.prefix(20))")
+            #expect(order.state == .failed, "\(row.number.prefix(20))")
             #expect(order.lastError?.contains(row.reason) == true, "\(row.number.prefix(20)): \(order.lastError ?? "nil")")
         }
         #expect(world.stats.requests == 1, "only the good row reached the wire")
-        #expect(try await world.database.order("GOODORDER01")?.state == "closed")
+        #expect(try await world.database.order("GOODORDER01")?.state == .closed)
     }
 
     @Test func aCreationTimeInTheFutureWaitsUntilTheOrderIsFiveMinutesOld() async throws {
@@ -53,7 +53,7 @@ import Testing
         #expect(try await world.reaper.runOnce() == 0, "still younger than 5 minutes")
         world.clock.advance(by: 15)
         #expect(try await world.reaper.runOnce() == 1)
-        #expect(try await world.database.order("FUTUREORDR1")?.state == "closed")
+        #expect(try await world.database.order("FUTUREORDR1")?.state == .closed)
     }
 
     @Test func aDeadlineBeforeCreationMeansCloseAsSoonAsFiveMinutesHavePassed() async throws {
@@ -63,7 +63,7 @@ import Testing
         #expect(try await world.reaper.runOnce() == 0)
         world.clock.advance(by: 201)
         #expect(try await world.reaper.runOnce() == 1)
-        #expect(try await world.database.order("BACKWARDS01")?.state == "closed")
+        #expect(try await world.database.order("BACKWARDS01")?.state == .closed)
     }
 
     @Test func queryArgumentsAreDataNotSQL() async throws {
@@ -85,7 +85,7 @@ import Testing
         let retry = try await DaemonProcess.run(
             ["retry", "--db", database.path, "--state", "failed", "--err-code", "' OR 1=1 --"], in: folder)
         #expect(retry.stdout.contains("requeued 0 failed orders"))
-        #expect(try await database.order("VISIBLE0001")?.state == "pending", "the table is intact")
+        #expect(try await database.order("VISIBLE0001")?.state == .pending, "the table is intact")
     }
 
     /// Rows the schema refuses today but that older databases (or a tool that dropped the
@@ -116,8 +116,8 @@ import Testing
         for (_, reason) in Self.unreadableRows {
             #expect(failed.contains { $0.lastError?.contains(reason) == true }, "\(reason): \(failed.map(\.lastError))")
         }
-        #expect(try await world.database.order("NULTEST1")?.state == "pending")
-        #expect(try await world.database.order("GOODORDER02")?.state == "closed")
+        #expect(try await world.database.order("NULTEST1")?.state == .pending)
+        #expect(try await world.database.order("GOODORDER02")?.state == .closed)
     }
 
     static let unreadableRows: [(values: String, reason: String)] = [
@@ -151,7 +151,7 @@ import Testing
         #expect(
             try await world.database.order("HUGEATTEMPT")?.lastError?.contains(
                 "column attempts holds 9223372036854775807, not a count of attempts") == true)
-        #expect(try await world.database.order("GOODORDER03")?.state == "closed")
+        #expect(try await world.database.order("GOODORDER03")?.state == .closed)
         #expect(world.stats.requests == 1)
     }
 
@@ -197,7 +197,7 @@ import Testing
         try await database.app.write { db in
             try db.execute(sql: "UPDATE orders SET state = 'paid', updated_at = CURRENT_TIMESTAMP WHERE out_trade_no = 'UPDATEDLATE'")
         }
-        #expect(try await database.order("UPDATEDLATE")?.state == "paid", "the app's usual update still works")
+        #expect(try await database.order("UPDATEDLATE")?.state == .paid, "the app's usual update still works")
     }
 
     @Test func anOrderTheAppPaysWhileItWaitsInTheQueueIsNotCalled() async throws {
@@ -212,8 +212,8 @@ import Testing
         }
         #expect(try await pass.value == 2)
         #expect(world.stats.closeCalls["QUEUEPAID01"] == nil, "re-read before its call: paid meanwhile")
-        #expect(try await world.database.order("QUEUEPAID01")?.state == "paid")
-        #expect(try await world.database.order("QUEUEFIRST1")?.state == "closed")
+        #expect(try await world.database.order("QUEUEPAID01")?.state == .paid)
+        #expect(try await world.database.order("QUEUEFIRST1")?.state == .closed)
     }
 
     @Test func rowsFailedAtTheClaimDoNotEndAOncePassEarly() async throws {
@@ -231,7 +231,7 @@ import Testing
         }
         for index in 1...3 { try world.database.insert("AFTERBAD00\(index)") }
         #expect(try await world.reaper.runOnce() == 3, "two rows a claim with one call slot: bad ones first")
-        for index in 1...3 { #expect(try await world.database.order("AFTERBAD00\(index)")?.state == "closed") }
+        for index in 1...3 { #expect(try await world.database.order("AFTERBAD00\(index)")?.state == .closed) }
     }
 
     @Test func anOrderBeingClosedCannotBeRenamedAndBookkeepingIsRefusedAtInsert() async throws {

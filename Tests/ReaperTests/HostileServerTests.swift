@@ -66,7 +66,7 @@ import _CryptoExtras
         }
         #expect(server.maximumOverlap { Self.orderNumber($0) == "TRICKLE0001" } == 1)
         let row = try #require(try await setup.database.order("TRICKLE0001"))
-        #expect(row.state == "pending", "retried, not failed: \(row.lastError ?? "")")
+        #expect(row.state == .pending, "retried, not failed: \(row.lastError ?? "")")
         #expect(row.lastError?.contains("did not arrive in time") == true, "\(row.lastError ?? "")")
     }
 
@@ -137,7 +137,7 @@ import _CryptoExtras
         for number in ["BODY204FIRST", "BODY204NEXT1"] {
             let row = try #require(try await database.order(number))
             let history = try await database.history(number).map(\.message)
-            #expect(row.state == "closed", "\(number): \(row.lastError ?? "")")
+            #expect(row.state == .closed, "\(number): \(row.lastError ?? "")")
             #expect(row.attempts == 1, "\(number) lost no attempt: \(history)")
         }
     }

@@ -36,7 +36,7 @@ struct ReaperWorld {
         let clock = TestClock(running: runningClock)
         let reaper = Reaper(
             configuration: configuration, store: database.store, client: client, logger: Fixtures.quietLogger,
-            breaker: breaker, clock: { clock.now })
+            breaker: breaker, clock: clock)
         return ReaperWorld(database: database, simulator: simulator, client: client, reaper: reaper, clock: clock)
     }
 
@@ -64,7 +64,10 @@ struct ReaperWorld {
 /// The reaper's clock in tests: stopped at the time the test began (so that a slow machine
 /// cannot make a backoff run out between two steps of a test), moved only by `advance`.
 /// `running: true` lets it follow the wall clock, for tests of the daemon loop itself.
-final class TestClock: @unchecked Sendable {
+/// Row time frozen (or running) and advanced by the test, so that orders become due and
+/// leases expire on demand; monotonic time and sleeps stay real, since the world's calls go
+/// over real loopback HTTP.
+final class TestClock: DaemonClock, @unchecked Sendable {
     private let lock = NSLock()
     private let start = Int64(Date().timeIntervalSince1970)
     private let running: Bool
@@ -72,8 +75,14 @@ final class TestClock: @unchecked Sendable {
 
     init(running: Bool = false) { self.running = running }
 
-    var now: Int64 {
+    var secondsSince1970: Int64 {
         lock.withLock { (running ? Int64(Date().timeIntervalSince1970) : start) + offset }
+    }
+
+    var now: ContinuousClock.Instant { .now }
+
+    func sleep(until deadline: ContinuousClock.Instant) async throws {
+        try await Task.sleep(until: deadline, clock: .continuous)
     }
 
     func advance(by seconds: Int64) { lock.withLock { offset += seconds } }
@@ -87,13 +96,13 @@ final class TestClock: @unchecked Sendable {
         try world.database.insert("CLOSEME0001")
         #expect(try await world.reaper.runOnce() == 1)
         let row = try #require(try await world.database.order("CLOSEME0001"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(row.closedAt != nil)
         #expect(row.attempts == 1)
         #expect(world.stats.closeCalls["CLOSEME0001"] == 1)
         #expect(world.stats.lastCloseRequests["CLOSEME0001"]?["sign_type"] == signType.rawValue)
         let history = try await world.database.history("CLOSEME0001")
-        #expect(history.map(\.outcome) == ["closed"])
+        #expect(history.map(\.outcome) == [.closed])
         #expect(history.first?.httpStatus == 200)
     }
 
@@ -104,7 +113,7 @@ final class TestClock: @unchecked Sendable {
         world.simulator.simulator.markPaid("PAIDORDER01")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("PAIDORDER01"))
-        #expect(row.state == "paid")
+        #expect(row.state == .paid)
         #expect(row.errCode == "ORDERPAID")
         #expect(row.closedAt == nil)
         #expect(world.stats.tradeStates["PAIDORDER01"] == "SUCCESS")
@@ -120,7 +129,7 @@ final class TestClock: @unchecked Sendable {
         world.simulator.simulator.markClosed("CLOSEDALRDY")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("CLOSEDALRDY"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(row.errCode == "ORDERCLOSED")
     }
 
@@ -143,7 +152,7 @@ final class TestClock: @unchecked Sendable {
         world.simulator.simulator.setFault(FaultPlan(fault), for: "FAULTY00001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("FAULTY00001"))
-        #expect(row.state == state.rawValue)
+        #expect(row.state == state)
         #expect(row.errCode == errCode)
         #expect(row.lastError?.isEmpty == false)
         if state == .pending {
@@ -160,13 +169,13 @@ final class TestClock: @unchecked Sendable {
         world.simulator.simulator.setFault(FaultPlan(.systemError), for: "ALWAYSBUSY1")
         let backoff = Backoff(baseSeconds: 1, maxSeconds: 2)
         for attempt in 1...3 {
-            let before = world.clock.now
+            let before = world.clock.secondsSince1970
             try await world.reaper.runOnce()
-            let after = world.clock.now
+            let after = world.clock.secondsSince1970
             let row = try #require(try await world.database.order("ALWAYSBUSY1"))
             #expect(row.attempts == attempt)
             if attempt < 3 {
-                #expect(row.state == "pending")
+                #expect(row.state == .pending)
                 let next = try #require(row.nextAttemptAt)
                 #expect(next - before >= 1, "at least a second later")
                 #expect(next - after <= Int64(backoff.cap(afterAttempt: attempt).rounded(.up)), "within the backoff cap")
@@ -174,7 +183,7 @@ final class TestClock: @unchecked Sendable {
                 #expect(world.stats.requests == attempt, "not called again before its backoff ends")
                 world.clock.advance(by: 10)
             } else {
-                #expect(row.state == "failed")
+                #expect(row.state == .failed)
                 #expect(row.errCode == "SYSTEMERROR")
                 #expect(row.lastError?.contains("gave up") == true)
             }
@@ -185,8 +194,8 @@ final class TestClock: @unchecked Sendable {
         #expect(world.stats.closeCalls["ALWAYSBUSY1"] == 2)
         #expect(world.stats.queryCalls["ALWAYSBUSY1"] == 1)
         let history = try await world.database.history("ALWAYSBUSY1")
-        #expect(history.map(\.outcome) == ["retry", "retry", "retry"])
-        #expect(history.map(\.call) == ["closeorder", "closeorder", "orderquery"])
+        #expect(history.map(\.outcome) == [.retry, .retry, .retry])
+        #expect(history.map(\.call) == [.closeorder, .closeorder, .orderquery])
     }
 
     @Test func aTransientErrorIsRetriedThenClosed() async throws {
@@ -198,7 +207,7 @@ final class TestClock: @unchecked Sendable {
         world.clock.advance(by: 10)
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("TRANSIENT01"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(row.attempts == 2)
         #expect(try await world.database.history("TRANSIENT01").map(\.httpStatus) == [503, 200])
     }
@@ -212,7 +221,7 @@ final class TestClock: @unchecked Sendable {
         #expect(try await world.reaper.runOnce() == 0)
         #expect(world.stats.requests == 0)
         for number in ["YOUNGORDER1", "NOTDUEYET01", "NULLDEADLN1"] {
-            #expect(try await world.database.order(number)?.state == "pending")
+            #expect(try await world.database.order(number)?.state == .pending)
         }
     }
 
@@ -232,10 +241,10 @@ final class TestClock: @unchecked Sendable {
         try world.database.insert("GOODNEIGHBR")
         #expect(try await world.reaper.runOnce() == 2)
         let row = try #require(try await world.database.order(number))
-        #expect(row.state == "failed")
+        #expect(row.state == .failed)
         #expect(row.lastError?.contains(reason) == true, "\(row.lastError ?? "nil")")
         #expect(world.stats.requests == 1, "only the good row is sent")
-        #expect(try await world.database.order("GOODNEIGHBR")?.state == "closed", "a bad row fails alone")
+        #expect(try await world.database.order("GOODNEIGHBR")?.state == .closed, "a bad row fails alone")
     }
 
     @Test func serviceProviderFieldsAreSentAndSigned() async throws {
@@ -243,7 +252,7 @@ final class TestClock: @unchecked Sendable {
         defer { Task { await world.tearDown() } }
         try world.database.insert("SUBMERCHNT1", subMchID: "1900000110", subAppID: "wx9999999999999999")
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("SUBMERCHNT1")?.state == "closed")
+        #expect(try await world.database.order("SUBMERCHNT1")?.state == .closed)
         let sent = try #require(world.stats.lastCloseRequests["SUBMERCHNT1"])
         #expect(sent["sub_mch_id"] == "1900000110")
         #expect(sent["sub_appid"] == "wx9999999999999999")
@@ -256,7 +265,7 @@ final class TestClock: @unchecked Sendable {
         for index in 0..<64 { try world.database.insert("BULK\(100_000 + index)") }
         #expect(try await world.reaper.runOnce() == 64)
         let summary = try await world.database.store.summary(
-            now: world.clock.now, policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200))
+            now: world.clock.secondsSince1970, policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200))
         #expect(summary.countsByState["closed"] == 64)
         // Calls overlap, and never more than `concurrency` (16) at once.
         #expect(world.stats.maxConcurrentCalls > 1, "calls ran concurrently")

@@ -35,7 +35,7 @@ import _CryptoExtras
             let clock = TestClock()
             let reaper = Reaper(
                 configuration: configuration, store: database.store, client: client, logger: Fixtures.quietLogger,
-                clock: { clock.now })
+                clock: clock)
             return World(database: database, simulator: simulator, server: server, client: client, reaper: reaper, clock: clock)
         }
 
@@ -56,7 +56,7 @@ import _CryptoExtras
         try world.insert("V3CLOSE0001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("V3CLOSE0001"))
-        #expect(row.state == "closed")
+        #expect(row.state == .closed)
         #expect(world.simulator.stats.closeCalls["V3CLOSE0001"] == 1)
         #expect(world.simulator.stats.badSignatures == 0)
         #expect(world.simulator.stats.lastCloseRequests["V3CLOSE0001"]?["mchid"] == V3EndToEndTests.v3MchID)
@@ -73,7 +73,7 @@ import _CryptoExtras
         world.simulator.setTradeState(tradeState, for: "V3STATE0001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("V3STATE0001"))
-        #expect(row.state == state)
+        #expect(row.state?.rawValue == state)
         #expect(row.errCode == errCode)
         if state == "paid" {
             #expect(row.transactionID?.hasPrefix("4200") == true)
@@ -88,13 +88,13 @@ import _CryptoExtras
         world.simulator.markPaying("V3PAYING001")
         try await world.reaper.runOnce()
         let waiting = try #require(try await world.database.order("V3PAYING001"))
-        #expect(waiting.state == "pending")
+        #expect(waiting.state == .pending)
         #expect(waiting.tradeState == "USERPAYING")
         world.simulator.setTradeState("NOTPAY", for: "V3PAYING001")
         world.clock.advance(by: 120)
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("V3PAYING001")?.state == "closed")
-        let calls = try await world.database.history("V3PAYING001").map { "\($0.call ?? "-"):\($0.outcome)" }
+        #expect(try await world.database.order("V3PAYING001")?.state == .closed)
+        let calls = try await world.database.history("V3PAYING001").map { "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")" }
         #expect(calls == ["closeorder:paying", "orderquery:paying", "orderquery:not_paid", "closeorder:closed"])
     }
 
@@ -106,10 +106,10 @@ import _CryptoExtras
         world.simulator.setFault(FaultPlan(fault, times: 1), for: "V3FAULT0001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("V3FAULT0001"))
-        #expect(row.state == "pending", "\(row.lastError ?? "")")
+        #expect(row.state == .pending, "\(row.lastError ?? "")")
         world.clock.advance(by: 10)
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("V3FAULT0001")?.state == "closed")
+        #expect(try await world.database.order("V3FAULT0001")?.state == .closed)
     }
 
     @Test func serviceProviderOrdersUseThePartnerPath() async throws {
@@ -117,7 +117,7 @@ import _CryptoExtras
         defer { Task { await world.tearDown() } }
         try world.insert("V3PARTNER01", subMchID: "1900000444")
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("V3PARTNER01")?.state == "closed")
+        #expect(try await world.database.order("V3PARTNER01")?.state == .closed)
         let sent = try #require(world.simulator.stats.lastCloseRequests["V3PARTNER01"])
         #expect(sent["path"] == "/v3/pay/partner/transactions/out-trade-no/V3PARTNER01/close")
         #expect(sent["sp_mchid"] == V3EndToEndTests.v3MchID)
@@ -130,7 +130,7 @@ import _CryptoExtras
         try world.insert("V3|PIPE001")
         try await world.reaper.runOnce()
         let row = try #require(try await world.database.order("V3|PIPE001"))
-        #expect(row.state == "failed")
+        #expect(row.state == .failed)
         #expect(row.lastError?.contains("API v3") == true)
         #expect(world.simulator.stats.requests == 0)
     }
@@ -141,8 +141,8 @@ import _CryptoExtras
         try world.database.insert("V2ORDER0001")
         try world.insert("V3ORDER0001")
         #expect(try await world.reaper.runOnce() == 2)
-        #expect(try await world.database.order("V2ORDER0001")?.state == "closed")
-        #expect(try await world.database.order("V3ORDER0001")?.state == "closed")
+        #expect(try await world.database.order("V2ORDER0001")?.state == .closed)
+        #expect(try await world.database.order("V3ORDER0001")?.state == .closed)
         #expect(world.simulator.stats.lastCloseRequests["V2ORDER0001"]?["sign_type"] == "HMAC-SHA256")
         #expect(world.simulator.stats.lastCloseRequests["V3ORDER0001"]?["path"] != nil)
     }

@@ -66,7 +66,7 @@ import WeChatPay
             Thread.sleep(forTimeInterval: 4)
         }
         try await DaemonProcess.waitUntil(timeout: 20, "the order is closed") {
-            try await setup.database.order("STALLED0001")?.state == "closed"
+            try await setup.database.order("STALLED0001")?.state == .closed
         }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: 20) == 0)
@@ -86,7 +86,7 @@ import WeChatPay
         let daemon = try DaemonProcess(["run", "--config", setup.configFile], in: setup.database.directory)
         try setup.database.insert("BEFORERELD1")
         try await DaemonProcess.waitUntil(timeout: 20, "the first order closes") {
-            try await setup.database.order("BEFORERELD1")?.state == "closed"
+            try await setup.database.order("BEFORERELD1")?.state == .closed
         }
         // A second merchant, known to the simulator, added to the config while running.
         let secondKey = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -107,7 +107,7 @@ import WeChatPay
         }
         try setup.database.insert("SECONDMERCH", mchID: "1900000222")
         try await DaemonProcess.waitUntil(timeout: 20, "the new merchant's order closes") {
-            try await setup.database.order("SECONDMERCH")?.state == "closed"
+            try await setup.database.order("SECONDMERCH")?.state == .closed
         }
         #expect(secondSimulator.stats.closeCalls["SECONDMERCH"] == 1)
 
@@ -118,7 +118,7 @@ import WeChatPay
         #expect(daemon.stderr.contains("reaper.concurrency"))
         try setup.database.insert("AFTERBROKEN", mchID: "1900000222")
         try await DaemonProcess.waitUntil(timeout: 20, "orders still close") {
-            try await setup.database.order("AFTERBROKEN")?.state == "closed"
+            try await setup.database.order("AFTERBROKEN")?.state == .closed
         }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: 20) == 0)
@@ -146,7 +146,7 @@ import WeChatPay
             ["run", "--config", setup.configFile, "--once"], in: setup.database.directory,
             environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(try await daemon.waitForExit(timeout: 30) == 0, "\(daemon.stderr)")
-        #expect(try await setup.database.order("CREDENTIAL1")?.state == "closed")
+        #expect(try await setup.database.order("CREDENTIAL1")?.state == .closed)
     }
 
     @Test func aKeyFileReadableByOthersIsRefused() async throws {

@@ -10,7 +10,7 @@ import Testing
         ("SYSTEMERROR", "SYSTEM_ERROR", .retry), ("FREQUENCY_LIMITED", "FREQUENCY_LIMITED", .retry),
         ("RULE_LIMIT", "RULE_LIMIT", .retry), ("SIGNERROR", "SIGN_ERROR", .failed),
         ("XML_FORMAT_ERROR", "XML_FORMAT_ERROR", .failed), ("REQUIRE_POST_METHOD", "REQUIRE_POST_METHOD", .failed),
-        ("PARAM_ERROR", "PARAM_ERROR", .failed), ("NO_AUTH", "NO_AUTH", .failed),
+        ("PARAM_ERROR", "PARAM_ERROR", .failed), ("INVALID_REQUEST", "INVALID_REQUEST", .failed), ("NO_AUTH", "NO_AUTH", .failed),
         ("SOMETHING_NEW", "SOMETHING_NEW", .failed),
     ]
 

@@ -15,9 +15,10 @@ public struct Backoff: Sendable, Equatable {
         return min(maxSeconds, baseSeconds * Double(UInt64(1) << exponent))
     }
 
-    /// When an order that failed attempt `attempt` at `now` becomes due again: at least a second later.
-    public func nextAttempt<R: RandomNumberGenerator>(afterAttempt attempt: Int, now: Int64, using random: inout R) -> Int64 {
-        let wait = Double.random(in: 0...cap(afterAttempt: attempt), using: &random)
+    /// When an order that failed attempt `attempt` at `now` becomes due again: `jitter` (0 to 1)
+    /// of the way into the window, and at least a second later.
+    public func nextAttempt(afterAttempt attempt: Int, now: Int64, jitter: Double) -> Int64 {
+        let wait = min(max(jitter, 0), 1) * cap(afterAttempt: attempt)
         return now + max(1, Int64(wait.rounded(.up)))
     }
 }
