@@ -38,6 +38,27 @@ public struct ClaimedOrder: Sendable, Equatable {
     public let previousErrCode: String?
     /// The trade_state the previous order query returned, e.g. `USERPAYING`.
     public let previousTradeState: String?
+
+    /// An order as a claim hands it out (a store conformer builds it from its row; tests
+    /// build it to exercise the attempt policy without a database).
+    public init(
+        id: Int64, mchID: String, appid: String, outTradeNo: String, subMchID: String? = nil, subAppID: String? = nil,
+        attempt: Int, leaseToken: String, leaseExpiresAt: Int64, recoveredFromExpiredLease: Bool = false,
+        previousErrCode: String? = nil, previousTradeState: String? = nil
+    ) {
+        self.id = id
+        self.mchID = mchID
+        self.appid = appid
+        self.outTradeNo = outTradeNo
+        self.subMchID = subMchID
+        self.subAppID = subAppID
+        self.attempt = attempt
+        self.leaseToken = leaseToken
+        self.leaseExpiresAt = leaseExpiresAt
+        self.recoveredFromExpiredLease = recoveredFromExpiredLease
+        self.previousErrCode = previousErrCode
+        self.previousTradeState = previousTradeState
+    }
 }
 
 /// What one claim did: the orders it claimed, and the due rows it failed at once without a
