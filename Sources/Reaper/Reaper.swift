@@ -13,7 +13,7 @@ import WeChatPay
 /// request timeout, to be recorded.
 public struct Reaper: Service {
     let live: LiveConfiguration
-    let store: OrderStore
+    let store: any OrderTable
     let logger: Logger
     let observer: (any ReaperObserver)?
     /// The longest the loop sleeps between polls, whatever `poll_interval_seconds` says
@@ -29,7 +29,7 @@ public struct Reaper: Service {
     let writeBacks: WriteBackBatcher
 
     public init(
-        live: LiveConfiguration, store: OrderStore, logger: Logger, observer: (any ReaperObserver)? = nil,
+        live: LiveConfiguration, store: any OrderTable, logger: Logger, observer: (any ReaperObserver)? = nil,
         maximumPause: Duration? = nil, breaker: OutageBreaker = OutageBreaker(),
         limiter: MerchantRateLimiter = MerchantRateLimiter(),
         clock: any DaemonClock = SystemClock()
@@ -46,7 +46,7 @@ public struct Reaper: Service {
     }
 
     public init(
-        configuration: DaemonConfiguration, store: OrderStore, client: WeChatPayClient, logger: Logger,
+        configuration: DaemonConfiguration, store: any OrderTable, client: WeChatPayClient, logger: Logger,
         breaker: OutageBreaker = OutageBreaker(), clock: any DaemonClock = SystemClock()
     ) {
         self.init(
@@ -82,7 +82,7 @@ public struct Reaper: Service {
         await withDiscardingTaskGroup { group in
             polling: while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 do throws(StoreError) {
-                    try store.verifyFileIsStillOurs()
+                    try store.verifyStillOurs()
                 } catch {
                     logger.critical("\(error.message)")
                     fileError = error

@@ -5,11 +5,11 @@ import OrderStore
 /// commit, not one each. If a batch fails, its records are written one by one, so that a
 /// problem with one record fails only that record.
 actor WriteBackBatcher {
-    let store: OrderStore
+    let store: any OrderTable
     private var pending: [(record: AttemptRecord, done: CheckedContinuation<Result<WriteBackResult, StoreError>, Never>)] = []
     private var flushing = false
 
-    init(store: OrderStore) { self.store = store }
+    init(store: any OrderTable) { self.store = store }
 
     /// Writes `record` back in the next transaction and returns what became of it.
     func write(_ record: AttemptRecord) async -> Result<WriteBackResult, StoreError> {
