@@ -206,7 +206,7 @@ import Testing
         try world.database.insert("QUEUEFIRST1", createdAgo: 1300)
         try world.database.insert("QUEUEPAID01", createdAgo: 1200)
         let pass = Task { try await world.reaper.runOnce() }
-        try await DaemonProcess.waitUntil(timeout: 10, "the first call is in flight") { world.stats.requests == 1 }
+        try await DaemonProcess.waitUntil(timeout: 30, "the first call is in flight") { world.stats.requests == 1 }
         try await world.database.app.write { db in
             try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'QUEUEPAID01'")
         }
