@@ -18,7 +18,8 @@ struct ReaperWorld {
         behaviour: SimulatorBehaviour = SimulatorBehaviour(), timeoutSeconds: Double = 2, maxAttempts: Int = 10,
         signType: SignType = .hmacSHA256, confirm: DaemonConfiguration.ConfirmMode = .none,
         backupBaseURL: String? = nil, probeIntervalSeconds: Double = 30, maxRequestsPerSecond: Double? = nil,
-        breaker: OutageBreaker = OutageBreaker(), runningClock: Bool = false, concurrency: Int? = nil
+        breaker: OutageBreaker = OutageBreaker(), runningClock: Bool = false, concurrency: Int? = nil,
+        hostClock: any DaemonClock = SystemClock()
     ) async throws -> ReaperWorld {
         let database = try await TestDatabase.make()
         let simulator = try await TestSimulator.start(behaviour: behaviour)
@@ -32,7 +33,7 @@ struct ReaperWorld {
         configuration.merchants[0].maxRequestsPerSecond = maxRequestsPerSecond
         let client = WeChatPayClient(
             baseURL: simulator.baseURL, backupBaseURL: backupBaseURL, timeoutSeconds: timeoutSeconds, maxConnections: 16,
-            probeIntervalSeconds: probeIntervalSeconds)
+            probeIntervalSeconds: probeIntervalSeconds, clock: hostClock)
         let clock = TestClock(running: runningClock)
         let reaper = Reaper(
             configuration: configuration, store: database.store, client: client, logger: Fixtures.quietLogger,
