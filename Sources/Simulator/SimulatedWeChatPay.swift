@@ -70,6 +70,9 @@ public final class SimulatedWeChatPay: Sendable {
         var inFlight: [String: Int] = [:]
         var totalInFlight = 0
         var stats = SimulatorStats()
+        /// While true, answers wait in `heldAnswers` until released.
+        var holding = false
+        var heldAnswers: [@Sendable () -> Void] = []
     }
 
     let keys: [String: MerchantKey]
@@ -126,6 +129,41 @@ public final class SimulatedWeChatPay: Sendable {
         state.withLockedValue { $0.stats = SimulatorStats() }
     }
 
+    /// Holds every answer until `releaseAnswers()`, as `POST /_sim/hold` does: requests are
+    /// still read, checked and counted as they arrive, but no answer goes back, so calls stay
+    /// in flight for as long as a test needs to look at them.
+    ///
+    /// ```swift
+    /// simulator.holdAnswers()
+    /// // … wait for the calls to arrive, look at the rows …
+    /// simulator.releaseAnswers()
+    /// ```
+    public func holdAnswers() { state.withLockedValue { $0.holding = true } }
+
+    /// Sends every held answer, each after the usual latency, and stops holding, as
+    /// `POST /_sim/release` does.
+    public func releaseAnswers() {
+        let held = state.withLockedValue { state in
+            state.holding = false
+            defer { state.heldAnswers = [] }
+            return state.heldAnswers
+        }
+        for send in held { send() }
+    }
+
+    /// How many answers wait for `releaseAnswers()`.
+    public var heldAnswers: Int { state.withLockedValue { $0.heldAnswers.count } }
+
+    /// Runs `send` now, or once answers are released if they are held (for the HTTP layer:
+    /// `send` may then run on the thread that releases them).
+    func whenReleased(_ send: @escaping @Sendable () -> Void) {
+        let sendNow = state.withLockedValue { state in
+            if state.holding { state.heldAnswers.append(send) }
+            return !state.holding
+        }
+        if sendNow { send() }
+    }
+
     static let nonexistent = "(nonexistent)"
     public func setFault(_ plan: FaultPlan?, for outTradeNo: String) { state.withLockedValue { $0.faults[outTradeNo] = plan } }
     public var stats: SimulatorStats {
@@ -152,6 +190,15 @@ public final class SimulatedWeChatPay: Sendable {
         if method == "POST" && path == "/_sim/reset" {
             resetStats()
             return .respond(status: 200, body: Array("statistics reset\n".utf8), afterMilliseconds: 0)
+        }
+        if method == "POST" && path == "/_sim/hold" {
+            holdAnswers()
+            return .respond(status: 200, body: Array("holding answers\n".utf8), afterMilliseconds: 0)
+        }
+        if method == "POST" && path == "/_sim/release" {
+            let count = heldAnswers
+            releaseAnswers()
+            return .respond(status: 200, body: Array("released \(count) answers\n".utf8), afterMilliseconds: 0)
         }
         if path.hasPrefix("/v3/") {
             return replyV3(method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour)

@@ -103,27 +103,29 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
             unanswered = (path, body)
             let keepAlive = head.isKeepAlive
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            // The simulator's own endpoints answer even while answers are held.
+            let after = path.hasPrefix("/_sim/") ? Self.after : Self.afterRelease(of: simulator)
             switch reply {
             case .respond(let status, let body, let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.send(status: status, body: body, keepAlive: keepAlive, context: context)
                 }
             case .respondWithHeaders(let status, let headers, let body, let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.send(status: status, body: body, keepAlive: keepAlive, context: context, extraHeaders: headers)
                 }
             case .hang:
                 break
             case .drop(let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.markAnswered()
                     context.close(promise: nil)
                 }
             case .truncated(let body, let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.markAnswered()
                     var headers = HTTPHeaders()
@@ -154,11 +156,23 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func after(_ milliseconds: Int, _ context: ChannelHandlerContext, _ work: @escaping @Sendable () -> Void) {
-        if milliseconds <= 0 {
+    /// Runs `work` on `eventLoop` after `milliseconds` (at once for 0, when already there).
+    private static func after(_ milliseconds: Int, _ eventLoop: any EventLoop, _ work: @escaping @Sendable () -> Void) {
+        if milliseconds > 0 {
+            eventLoop.scheduleTask(in: .milliseconds(Int64(milliseconds)), work)
+        } else if eventLoop.inEventLoop {
             work()
         } else {
-            context.eventLoop.scheduleTask(in: .milliseconds(Int64(milliseconds)), work)
+            eventLoop.execute(work)
+        }
+    }
+
+    /// `after`, counted from when `simulator` releases its answers if it holds them.
+    private static func afterRelease(of simulator: SimulatedWeChatPay)
+        -> (Int, any EventLoop, @escaping @Sendable () -> Void) -> Void
+    {
+        { milliseconds, eventLoop, work in
+            simulator.whenReleased { after(milliseconds, eventLoop, work) }
         }
     }
 
