@@ -7,7 +7,8 @@ import WeChatPay
 /// carries the headers real SDKs check.
 extension SimulatedWeChatPay {
     func replyV3(
-        method: String, path: String, uri: String, headers: [String: String], body: [UInt8], behaviour: SimulatorBehaviour
+        method: String, path: String, uri: String, headers: [String: String], body: [UInt8], behaviour: SimulatorBehaviour,
+        inFlight: inout String?
     ) -> SimulatorReply {
         let delay = behaviour.latencyMilliseconds
         let parts = path.split(separator: "/").map(String.init)
@@ -69,6 +70,7 @@ extension SimulatedWeChatPay {
             var recorded = fields
             recorded["path"] = path
             countCall(outTradeNo, fields: recorded)
+            inFlight = outTradeNo
         } else {
             state.withLockedValue { $0.stats.queryCalls[outTradeNo, default: 0] += 1 }
         }

@@ -178,6 +178,15 @@ public final class SimulatedWeChatPay: Sendable {
     public func reply(method: String, path: String, body: [UInt8], uri: String? = nil, headers: [String: String] = [:])
         -> SimulatorReply
     {
+        var inFlight: String?
+        return reply(method: method, path: path, body: body, uri: uri, headers: headers, inFlight: &inFlight)
+    }
+
+    /// Answers one HTTP request; sets `inFlight` to the order number when the request is a
+    /// close call counted as in flight, which the HTTP layer reports `finished` once answered.
+    func reply(
+        method: String, path: String, body: [UInt8], uri: String?, headers: [String: String], inFlight: inout String?
+    ) -> SimulatorReply {
         let behaviour = state.withLockedValue { state in
             state.stats.requests += 1
             return state.behaviour
@@ -201,7 +210,9 @@ public final class SimulatedWeChatPay: Sendable {
             return .respond(status: 200, body: Array("released \(count) answers\n".utf8), afterMilliseconds: 0)
         }
         if path.hasPrefix("/v3/") {
-            return replyV3(method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour)
+            return replyV3(
+                method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour,
+                inFlight: &inFlight)
         }
         let endpoint: Endpoint
         switch path {
@@ -227,7 +238,10 @@ public final class SimulatedWeChatPay: Sendable {
             state.noteCall(outTradeNo, at: arrived)
             callLog?.write(Data("\(Int64(arrived * 1000)) \(endpoint.name) \(outTradeNo) \(mchID)\n".utf8))
         }
-        if endpoint == .close { countCall(outTradeNo, fields: fields) }
+        if endpoint == .close {
+            countCall(outTradeNo, fields: fields)
+            inFlight = outTradeNo
+        }
         if endpoint == .query { state.withLockedValue { $0.stats.queryCalls[outTradeNo, default: 0] += 1 } }
         if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
             return answer(fault, context)
@@ -238,23 +252,13 @@ public final class SimulatedWeChatPay: Sendable {
         }
     }
 
-    /// Called by the HTTP layer when it has sent (or given up on) the answer to a close call.
-    public func finished(path: String, body: [UInt8]) {
-        let number: String
-        if path.hasPrefix("/v3/") && path.hasSuffix("/close") {
-            // …/out-trade-no/{no}/close
-            let parts = path.split(separator: "/")
-            guard parts.count >= 2 else { return }
-            number = String(parts[parts.count - 2]).removingPercentEncoding ?? String(parts[parts.count - 2])
-        } else {
-            guard path == "/pay/closeorder", let fields = try? FlatXML.decode(body), let found = fields["out_trade_no"] else {
-                return
-            }
-            number = found
-        }
+    /// Called by the HTTP layer when it has sent (or given up on) the answer to a close call
+    /// that `reply` counted as in flight for `outTradeNo`. Requests that were refused were
+    /// never counted, so they end no other call's count.
+    func finished(_ outTradeNo: String) {
         state.withLockedValue { state in
-            if let count = state.inFlight[number] {
-                state.inFlight[number] = count > 1 ? count - 1 : nil
+            if let count = state.inFlight[outTradeNo] {
+                state.inFlight[outTradeNo] = count > 1 ? count - 1 : nil
                 state.totalInFlight -= 1
             }
         }

@@ -73,8 +73,8 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var tooLarge = false
-    /// A request whose answer has not been sent yet (its body, for `finished`).
-    var unanswered: (path: String, body: [UInt8])?
+    /// The order number of a close call counted in flight whose answer has not been sent yet.
+    var unanswered: String?
 
     init(simulator: SimulatedWeChatPay) { self.simulator = simulator }
 
@@ -99,8 +99,10 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
             let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
             var headers: [String: String] = [:]
             for header in head.headers { headers[header.name.lowercased()] = header.value }
-            let reply = simulator.reply(method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers)
-            unanswered = (path, body)
+            var inFlight: String?
+            let reply = simulator.reply(
+                method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers, inFlight: &inFlight)
+            unanswered = inFlight
             let keepAlive = head.isKeepAlive
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             // The simulator's own endpoints answer even while answers are held.
@@ -178,7 +180,7 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
 
     private func markAnswered() {
         if let unanswered {
-            simulator.finished(path: unanswered.path, body: unanswered.body)
+            simulator.finished(unanswered)
             self.unanswered = nil
         }
     }

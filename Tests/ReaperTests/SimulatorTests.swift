@@ -75,6 +75,70 @@ import _CryptoExtras
         try await closed.value
     }
 
+    /// How a merchant calls: its keys, and keys the simulator does not know it by.
+    enum API: String, CaseIterable, Sendable {
+        case v2, v3
+
+        func credentials(signedCorrectly: Bool) throws -> DaemonConfiguration.Merchant.Credentials {
+            switch self {
+            case .v2:
+                return .v2(
+                    key: signedCorrectly ? Fixtures.key : try MerchantKey(String(repeating: "0", count: 32)),
+                    signType: .hmacSHA256)
+            case .v3:
+                return .v3(
+                    try V3Credentials(
+                        mchID: Fixtures.mchID, serialNo: V3TestKeys.merchantSerialNo,
+                        privateKeyPEM: signedCorrectly ? V3TestKeys.merchantPrivateKey : V3TestKeys.wechatpayPrivateKey,
+                        wechatpayPublicKeyPEM: V3TestKeys.wechatpayPublicKey, wechatpayPublicKeyID: "PUB_KEY_ID_TEST"))
+            }
+        }
+    }
+
+    /// `max_concurrent_calls_per_order` counts calls still waiting for their answer: a call
+    /// that the simulator refused (a bad signature) was never counted, so its answer must not
+    /// end the count of another call for the same order.
+    @Test(arguments: API.allCases)
+    func aRefusedCallDoesNotEndTheInFlightCountOfAnother(_ api: API) async throws {
+        let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
+        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], v3Merchants: [Fixtures.mchID: merchantKey])
+        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
+        defer { Task { try? await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 60, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let order = OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "INFLIGHT\(api.rawValue)01")
+        simulator.setFault(FaultPlan(.hang, times: 1), for: order.outTradeNo)
+
+        let hanging = Task { await client.close(order, credentials: try api.credentials(signedCorrectly: true)) }
+        defer { hanging.cancel() }
+        try await DaemonProcess.waitUntil(timeout: 30, "the first call arrived") {
+            simulator.stats.closeCalls[order.outTradeNo] == 1
+        }
+        _ = await client.close(order, credentials: try api.credentials(signedCorrectly: false))
+        #expect(simulator.stats.badSignatures == 1)
+        _ = await client.close(order, credentials: try api.credentials(signedCorrectly: true))
+        #expect(simulator.stats.closeCalls[order.outTradeNo] == 2)
+        #expect(simulator.stats.maxConcurrentCallsPerOrder == 2, "the first call still hangs")
+    }
+
+    /// Sequential calls, each answered before the next: never more than one in flight.
+    @Test(arguments: API.allCases)
+    func anAnsweredCallIsNoLongerInFlight(_ api: API) async throws {
+        let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
+        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], v3Merchants: [Fixtures.mchID: merchantKey])
+        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
+        defer { Task { try? await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 60, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        for index in 0..<3 {
+            let order = OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "ONEBYONE\(api.rawValue)\(index)")
+            _ = await client.close(order, credentials: try api.credentials(signedCorrectly: true))
+            _ = await client.close(order, credentials: try api.credentials(signedCorrectly: false))
+        }
+        #expect(simulator.stats.closeCalls.count == 3)
+        #expect(simulator.stats.maxConcurrentCalls == 1)
+    }
+
     /// `POST /_sim/hold` and `POST /_sim/release`, as a merchant's CI would send them.
     func control(_ path: String, on server: SimulatorServer) async throws -> String {
         var request = URLRequest(url: try #require(URL(string: server.baseURL + path)))
