@@ -12,18 +12,30 @@ import Synchronization
 /// it halves: from the limit in force, or without one from the rate of the last second.
 /// After `recoveryInterval` without another such answer it grows by half, until it is back
 /// at the configured limit (or, with none configured, past `unlimitedAbove`, when it is lifted).
+/// All its times come from `clock`, and it waits with `clock.sleep`.
+///
+/// ```swift
+/// let limiter = MerchantRateLimiter()
+/// limiter.configure(["1900000109": 10])
+/// await limiter.acquire("1900000109")   // at most 10 a second get past here
+/// ```
 public final class MerchantRateLimiter: Sendable {
     struct Merchant {
         var configured: Double?
         var adaptive: Double?
         /// The earliest the next call may go.
-        var nextSlot: ContinuousClock.Instant = .now
+        var nextSlot: ContinuousClock.Instant
         /// Calls let through in the current one-second window, and in the one before.
-        var windowStart: ContinuousClock.Instant = .now
+        var windowStart: ContinuousClock.Instant
         var callsThisWindow = 0
         var callsLastWindow = 0
         var lastThrottle: ContinuousClock.Instant?
         var lastRecovery: ContinuousClock.Instant?
+
+        init(now: ContinuousClock.Instant) {
+            nextSlot = now
+            windowStart = now
+        }
 
         var rate: Double? {
             switch (configured, adaptive) {
@@ -38,34 +50,39 @@ public final class MerchantRateLimiter: Sendable {
     private let merchants = Mutex<[String: Merchant]>([:])
     let recoveryInterval: Duration
     let unlimitedAbove: Double
+    let clock: any DaemonClock
 
-    public init(recoveryInterval: Duration = .seconds(10), unlimitedAbove: Double = 1000) {
+    /// A limiter with no limits until `configure` sets some.
+    public init(recoveryInterval: Duration = .seconds(10), unlimitedAbove: Double = 1000, clock: any DaemonClock = SystemClock())
+    {
         self.recoveryInterval = recoveryInterval
         self.unlimitedAbove = unlimitedAbove
+        self.clock = clock
     }
 
     /// Sets the configured limits (on start and on reload); adaptive slow-downs are kept.
     public func configure(_ limits: [String: Double?]) {
+        let now = clock.now
         merchants.withLock { merchants in
-            for (mchID, limit) in limits { merchants[mchID, default: Merchant()].configured = limit }
+            for (mchID, limit) in limits { merchants[mchID, default: Merchant(now: now)].configured = limit }
         }
     }
 
     /// The calls per second `mchID` may make now; nil for no limit.
     public func currentRate(_ mchID: String) -> Double? { merchants.withLock { $0[mchID]?.rate } }
 
-    /// Waits until `mchID` may make a call, and counts it.
+    /// Waits until `mchID` may make a call, and counts it. Returns at once if the task is cancelled.
     public func acquire(_ mchID: String) async {
         while true {
-            let now = ContinuousClock.now
+            let now = clock.now
             // Mutated in place: a copy of the entry per call would cost more than the call.
             let wait: Duration? = merchants.withLock { merchants in
                 Self.tryAcquire(
-                    &merchants[mchID, default: Merchant()], now: now, recoveryInterval: recoveryInterval,
+                    &merchants[mchID, default: Merchant(now: now)], now: now, recoveryInterval: recoveryInterval,
                     unlimitedAbove: unlimitedAbove)
             }
             guard let wait else { return }
-            try? await Task.sleep(for: wait)
+            try? await clock.sleep(for: wait)
             if Task.isCancelled { return }
         }
     }
@@ -90,9 +107,9 @@ public final class MerchantRateLimiter: Sendable {
 
     /// WeChat Pay said `mchID` calls too often: halve its rate.
     public func throttled(_ mchID: String) {
-        let now = ContinuousClock.now
+        let now = clock.now
         merchants.withLock { merchants in
-            var merchant = merchants[mchID, default: Merchant()]
+            var merchant = merchants[mchID, default: Merchant(now: now)]
             // Several calls in flight may all come back limited: one slow-down per second.
             if let last = merchant.lastThrottle, now - last < .seconds(1) { return }
             let observed = Double(max(merchant.callsThisWindow, merchant.callsLastWindow))

@@ -7,7 +7,13 @@ import Synchronization
 /// opens: the loop stops claiming and sends single probe calls, the first after
 /// `firstProbeDelay`, then at doubling intervals up to `maximumProbeDelay`. Any usable answer
 /// closes it. Attempts that fail for outage reasons while it is open do not count against
-/// `max_attempts`.
+/// `max_attempts`. All its times come from `clock`.
+///
+/// ```swift
+/// let clock = SystemClock()
+/// let breaker = OutageBreaker(clock: clock)
+/// if case .waitUntil(let instant) = breaker.permission() { try await clock.sleep(until: instant) }
+/// ```
 public final class OutageBreaker: Sendable {
     /// What the poll loop may do now.
     public enum Permission: Equatable, Sendable {
@@ -22,7 +28,7 @@ public final class OutageBreaker: Sendable {
         var recent: [Bool] = []
         var open = false
         var probeDelay: Duration = .zero
-        var nextProbe: ContinuousClock.Instant = .now
+        var nextProbe: ContinuousClock.Instant
         var probeInFlight = false
         var timesOpened = 0
     }
@@ -32,26 +38,34 @@ public final class OutageBreaker: Sendable {
     let openRatio: Double
     let firstProbeDelay: Duration
     let maximumProbeDelay: Duration
-    private let state = Mutex(State())
+    let clock: any DaemonClock
+    private let state: Mutex<State>
 
+    /// A closed breaker. `clock` says when probes are due.
     public init(
         window: Int = 20, minimumCalls: Int = 10, openRatio: Double = 0.8, firstProbeDelay: Duration = .seconds(1),
-        maximumProbeDelay: Duration = .seconds(60)
+        maximumProbeDelay: Duration = .seconds(60), clock: any DaemonClock = SystemClock()
     ) {
         self.window = window
         self.minimumCalls = minimumCalls
         self.openRatio = openRatio
         self.firstProbeDelay = firstProbeDelay
         self.maximumProbeDelay = maximumProbeDelay
+        self.clock = clock
+        self.state = Mutex(State(nextProbe: clock.now))
     }
 
+    /// Whether the loop should stop claiming (and probe instead).
     public var isOpen: Bool { state.withLock { $0.open } }
 
     /// How many times the breaker has opened since it was made (for tests and metrics).
     public var timesOpened: Int { state.withLock { $0.timesOpened } }
 
-    public func permission(now: ContinuousClock.Instant = .now) -> Permission {
-        state.withLock { state in
+    /// What the loop may do now: claim as usual, send one probe (counted as in flight until
+    /// its result is recorded), or wait.
+    public func permission() -> Permission {
+        let now = clock.now
+        return state.withLock { state in
             guard state.open else { return .claim }
             if state.probeInFlight || now < state.nextProbe {
                 return .waitUntil(state.probeInFlight ? now + firstProbeDelay : state.nextProbe)
@@ -68,11 +82,12 @@ public final class OutageBreaker: Sendable {
 
     /// Records one call's result. Returns true if this result opened or closed the breaker.
     @discardableResult
-    public func record(outageFailure: Bool, now: ContinuousClock.Instant = .now) -> Bool {
-        state.withLock { state in
+    public func record(outageFailure: Bool) -> Bool {
+        let now = clock.now
+        return state.withLock { state in
             if state.open {
                 if !outageFailure {
-                    state = State(timesOpened: state.timesOpened)
+                    state = State(nextProbe: now, timesOpened: state.timesOpened)
                     return true
                 }
                 if state.probeInFlight {

@@ -30,8 +30,7 @@ public struct Reaper: Service {
 
     public init(
         live: LiveConfiguration, store: any OrderTable, logger: Logger, observer: (any ReaperObserver)? = nil,
-        maximumPause: Duration? = nil, breaker: OutageBreaker = OutageBreaker(),
-        limiter: MerchantRateLimiter = MerchantRateLimiter(),
+        maximumPause: Duration? = nil, breaker: OutageBreaker? = nil, limiter: MerchantRateLimiter? = nil,
         clock: any DaemonClock = SystemClock()
     ) {
         self.live = live
@@ -39,15 +38,16 @@ public struct Reaper: Service {
         self.logger = logger
         self.observer = observer
         self.maximumPause = maximumPause
-        self.breaker = breaker
-        self.limiter = limiter
+        // One clock for all: the breaker and the limiter default to the loop's own.
+        self.breaker = breaker ?? OutageBreaker(clock: clock)
+        self.limiter = limiter ?? MerchantRateLimiter(clock: clock)
         self.clock = clock
         self.writeBacks = WriteBackBatcher(store: store)
     }
 
     public init(
         configuration: DaemonConfiguration, store: any OrderTable, client: WeChatPayClient, logger: Logger,
-        breaker: OutageBreaker = OutageBreaker(), clock: any DaemonClock = SystemClock()
+        breaker: OutageBreaker? = nil, clock: any DaemonClock = SystemClock()
     ) {
         self.init(
             live: LiveConfiguration(configuration: configuration, client: client), store: store, logger: logger,

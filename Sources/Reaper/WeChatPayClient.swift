@@ -4,7 +4,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Synchronization
 import WeChatPay
 
 /// One HTTP exchange with WeChat Pay, as the history records it.
@@ -33,10 +32,11 @@ public final class WeChatPayClient: Sendable {
 
     public init(
         baseURL: String, backupBaseURL: String? = nil, timeoutSeconds: Double, maxConnections: Int,
-        probeIntervalSeconds: Double = 30
+        probeIntervalSeconds: Double = 30, clock: any DaemonClock = SystemClock()
     ) {
         self.hosts = HostSelector(
-            primary: baseURL, backup: backupBaseURL, probeInterval: .milliseconds(Int64(probeIntervalSeconds * 1000)))
+            primary: baseURL, backup: backupBaseURL, probeInterval: .milliseconds(Int64(probeIntervalSeconds * 1000)),
+            clock: clock)
         self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
@@ -281,50 +281,6 @@ public final class WeChatPayClient: Sendable {
                 return ("connection refused", .connectionFailed)
             }
             return (text, .noAnswer)
-        }
-    }
-}
-
-/// Which base URL serves the next call: the primary, or the backup after the primary failed
-/// at the connection level or with HTTP 5xx, with a probe of the primary at most every
-/// `probeInterval` until it answers again.
-public final class HostSelector: Sendable {
-    public let primary: String
-    public let backup: String?
-    let probeInterval: Duration
-    private let state = Mutex<(onBackup: Bool, lastProbe: ContinuousClock.Instant)>((false, .now))
-
-    init(primary: String, backup: String?, probeInterval: Duration) {
-        self.primary = primary
-        self.backup = backup.flatMap { $0.isEmpty || $0 == primary ? nil : $0 }
-        self.probeInterval = probeInterval
-    }
-
-    /// Whether calls currently go to the backup.
-    public var onBackup: Bool { state.withLock { $0.onBackup } }
-
-    func hostForNextCall() -> String {
-        guard let backup else { return primary }
-        return state.withLock { state in
-            guard state.onBackup else { return primary }
-            let now = ContinuousClock.now
-            if now - state.lastProbe >= probeInterval {
-                state.lastProbe = now
-                return primary
-            }
-            return backup
-        }
-    }
-
-    func report(host: String, failedOver: Bool) {
-        guard backup != nil, host == primary else { return }
-        state.withLock { state in
-            if failedOver && !state.onBackup {
-                state.onBackup = true
-                state.lastProbe = .now
-            } else if !failedOver {
-                state.onBackup = false
-            }
         }
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import WeChatPay
-import _CryptoExtras
 
 /// API v3: `POST …/out-trade-no/{no}/close` and `GET …/out-trade-no/{no}`, plain and partner
 /// (service-provider) paths. Requests must carry a valid `Authorization` signed with the
@@ -8,7 +7,8 @@ import _CryptoExtras
 /// carries the headers real SDKs check.
 extension SimulatedWeChatPay {
     func replyV3(
-        method: String, path: String, uri: String, headers: [String: String], body: [UInt8], behaviour: SimulatorBehaviour
+        method: String, path: String, uri: String, headers: [String: String], body: [UInt8], behaviour: SimulatorBehaviour,
+        inFlight: inout String?
     ) -> SimulatorReply {
         let delay = behaviour.latencyMilliseconds
         let parts = path.split(separator: "/").map(String.init)
@@ -25,21 +25,17 @@ extension SimulatedWeChatPay {
             return answerV3(404, ["code": "NOT_FOUND", "message": "no such endpoint"], delay: delay)
         }
 
-        guard let authorization = Self.authorizationFields(headers["authorization"] ?? ""),
-            let mchID = authorization["mchid"], let publicKey = v3Merchants[mchID],
-            let timestamp = authorization["timestamp"], let nonce = authorization["nonce_str"],
-            let signature = authorization["signature"].flatMap({ Data(base64Encoded: $0) })
+        guard let authorization = V3Authorization(header: headers["authorization"] ?? ""),
+            let publicKey = v3Merchants[authorization.mchID]
         else {
             state.withLockedValue { $0.stats.badSignatures += 1 }
             return answerV3(
                 401, ["code": "SIGN_ERROR", "message": "Authorization missing or for an unknown merchant"], delay: delay)
         }
-        let message = V3Request.message(
-            method: method, pathAndQuery: uri, timestamp: Int64(timestamp) ?? 0, nonce: nonce,
-            body: String(decoding: body, as: UTF8.self))
+        let (mchID, timestamp, nonce) = (authorization.mchID, authorization.timestamp, authorization.nonce)
         guard
-            publicKey.isValidSignature(
-                _RSA.Signing.RSASignature(rawRepresentation: signature), for: Data(message.utf8), padding: .insecurePKCS1v1_5)
+            authorization.isValid(
+                method: method, pathAndQuery: uri, body: String(decoding: body, as: UTF8.self), publicKey: publicKey)
         else {
             state.withLockedValue { $0.stats.badSignatures += 1 }
             return answerV3(401, ["code": "SIGN_ERROR", "message": "签名错误"], delay: delay)
@@ -74,6 +70,7 @@ extension SimulatedWeChatPay {
             var recorded = fields
             recorded["path"] = path
             countCall(outTradeNo, fields: recorded)
+            inFlight = outTradeNo
         } else {
             state.withLockedValue { $0.stats.queryCalls[outTradeNo, default: 0] += 1 }
         }
@@ -138,32 +135,13 @@ extension SimulatedWeChatPay {
     func answerV3(_ status: Int, _ object: [String: Any]?, delay: Int, forge: Bool = false) -> SimulatorReply {
         let body =
             object.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map(Array.init) ?? []
-        let timestamp = String(Int64(Date().timeIntervalSince1970))
-        let nonce = Nonce.make()
-        let message = V3Answer.message(timestamp: timestamp, nonce: nonce, body: body)
-        var signature =
-            (try? wechatpayPrivateKey.signature(for: Data(message.utf8), padding: .insecurePKCS1v1_5).rawRepresentation
-                .base64EncodedString()) ?? ""
-        if forge { signature = Data(repeating: 0x41, count: 256).base64EncodedString() }
-        let headers = [
-            "Content-Type": "application/json", "Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": signature, "Wechatpay-Serial": Self.wechatpayPublicKeyID,
-            "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048", "Request-ID": "SIM-" + Nonce.make(),
-        ]
+        var headers =
+            (try? V3Signing.answerHeaders(
+                body: body, timestamp: Int64(Date().timeIntervalSince1970), nonce: Nonce.make(),
+                privateKey: wechatpayPrivateKey, publicKeyID: Self.wechatpayPublicKeyID)) ?? [:]
+        if forge { headers["Wechatpay-Signature"] = Data(repeating: 0x41, count: 256).base64EncodedString() }
+        headers["Content-Type"] = "application/json"
+        headers["Request-ID"] = "SIM-" + Nonce.make()
         return .respondWithHeaders(status: status, headers: headers, body: body, afterMilliseconds: delay)
-    }
-
-    /// `WECHATPAY2-SHA256-RSA2048 mchid="…",nonce_str="…",…` as a dictionary.
-    static func authorizationFields(_ header: String) -> [String: String]? {
-        let scheme = "WECHATPAY2-SHA256-RSA2048 "
-        guard header.hasPrefix(scheme) else { return nil }
-        var fields: [String: String] = [:]
-        for pair in header.dropFirst(scheme.count).split(separator: ",") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { return nil }
-            fields[parts[0].trimmingCharacters(in: .whitespaces)] = parts[1].trimmingCharacters(
-                in: CharacterSet(charactersIn: "\" "))
-        }
-        return fields
     }
 }

@@ -70,6 +70,9 @@ public final class SimulatedWeChatPay: Sendable {
         var inFlight: [String: Int] = [:]
         var totalInFlight = 0
         var stats = SimulatorStats()
+        /// While true, answers wait in `heldAnswers` until released.
+        var holding = false
+        var heldAnswers: [@Sendable () -> Void] = []
     }
 
     let keys: [String: MerchantKey]
@@ -126,6 +129,41 @@ public final class SimulatedWeChatPay: Sendable {
         state.withLockedValue { $0.stats = SimulatorStats() }
     }
 
+    /// Holds every answer until `releaseAnswers()`, as `POST /_sim/hold` does: requests are
+    /// still read, checked and counted as they arrive, but no answer goes back, so calls stay
+    /// in flight for as long as a test needs to look at them.
+    ///
+    /// ```swift
+    /// simulator.holdAnswers()
+    /// // … wait for the calls to arrive, look at the rows …
+    /// simulator.releaseAnswers()
+    /// ```
+    public func holdAnswers() { state.withLockedValue { $0.holding = true } }
+
+    /// Sends every held answer, each after the usual latency, and stops holding, as
+    /// `POST /_sim/release` does.
+    public func releaseAnswers() {
+        let held = state.withLockedValue { state in
+            state.holding = false
+            defer { state.heldAnswers = [] }
+            return state.heldAnswers
+        }
+        for send in held { send() }
+    }
+
+    /// How many answers wait for `releaseAnswers()`.
+    public var heldAnswers: Int { state.withLockedValue { $0.heldAnswers.count } }
+
+    /// Runs `send` now, or once answers are released if they are held (for the HTTP layer:
+    /// `send` may then run on the thread that releases them).
+    func whenReleased(_ send: @escaping @Sendable () -> Void) {
+        let sendNow = state.withLockedValue { state in
+            if state.holding { state.heldAnswers.append(send) }
+            return !state.holding
+        }
+        if sendNow { send() }
+    }
+
     static let nonexistent = "(nonexistent)"
     public func setFault(_ plan: FaultPlan?, for outTradeNo: String) { state.withLockedValue { $0.faults[outTradeNo] = plan } }
     public var stats: SimulatorStats {
@@ -140,6 +178,15 @@ public final class SimulatedWeChatPay: Sendable {
     public func reply(method: String, path: String, body: [UInt8], uri: String? = nil, headers: [String: String] = [:])
         -> SimulatorReply
     {
+        var inFlight: String?
+        return reply(method: method, path: path, body: body, uri: uri, headers: headers, inFlight: &inFlight)
+    }
+
+    /// Answers one HTTP request; sets `inFlight` to the order number when the request is a
+    /// close call counted as in flight, which the HTTP layer reports `finished` once answered.
+    func reply(
+        method: String, path: String, body: [UInt8], uri: String?, headers: [String: String], inFlight: inout String?
+    ) -> SimulatorReply {
         let behaviour = state.withLockedValue { state in
             state.stats.requests += 1
             return state.behaviour
@@ -153,8 +200,19 @@ public final class SimulatedWeChatPay: Sendable {
             resetStats()
             return .respond(status: 200, body: Array("statistics reset\n".utf8), afterMilliseconds: 0)
         }
+        if method == "POST" && path == "/_sim/hold" {
+            holdAnswers()
+            return .respond(status: 200, body: Array("holding answers\n".utf8), afterMilliseconds: 0)
+        }
+        if method == "POST" && path == "/_sim/release" {
+            let count = heldAnswers
+            releaseAnswers()
+            return .respond(status: 200, body: Array("released \(count) answers\n".utf8), afterMilliseconds: 0)
+        }
         if path.hasPrefix("/v3/") {
-            return replyV3(method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour)
+            return replyV3(
+                method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour,
+                inFlight: &inFlight)
         }
         let endpoint: Endpoint
         switch path {
@@ -180,7 +238,10 @@ public final class SimulatedWeChatPay: Sendable {
             state.noteCall(outTradeNo, at: arrived)
             callLog?.write(Data("\(Int64(arrived * 1000)) \(endpoint.name) \(outTradeNo) \(mchID)\n".utf8))
         }
-        if endpoint == .close { countCall(outTradeNo, fields: fields) }
+        if endpoint == .close {
+            countCall(outTradeNo, fields: fields)
+            inFlight = outTradeNo
+        }
         if endpoint == .query { state.withLockedValue { $0.stats.queryCalls[outTradeNo, default: 0] += 1 } }
         if let fault = takeFault(for: outTradeNo, behaviour: behaviour) {
             return answer(fault, context)
@@ -191,23 +252,13 @@ public final class SimulatedWeChatPay: Sendable {
         }
     }
 
-    /// Called by the HTTP layer when it has sent (or given up on) the answer to a close call.
-    public func finished(path: String, body: [UInt8]) {
-        let number: String
-        if path.hasPrefix("/v3/") && path.hasSuffix("/close") {
-            // …/out-trade-no/{no}/close
-            let parts = path.split(separator: "/")
-            guard parts.count >= 2 else { return }
-            number = String(parts[parts.count - 2]).removingPercentEncoding ?? String(parts[parts.count - 2])
-        } else {
-            guard path == "/pay/closeorder", let fields = try? FlatXML.decode(body), let found = fields["out_trade_no"] else {
-                return
-            }
-            number = found
-        }
+    /// Called by the HTTP layer when it has sent (or given up on) the answer to a close call
+    /// that `reply` counted as in flight for `outTradeNo`. Requests that were refused were
+    /// never counted, so they end no other call's count.
+    func finished(_ outTradeNo: String) {
         state.withLockedValue { state in
-            if let count = state.inFlight[number] {
-                state.inFlight[number] = count > 1 ? count - 1 : nil
+            if let count = state.inFlight[outTradeNo] {
+                state.inFlight[outTradeNo] = count > 1 ? count - 1 : nil
                 state.totalInFlight -= 1
             }
         }

@@ -73,8 +73,8 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var tooLarge = false
-    /// A request whose answer has not been sent yet (its body, for `finished`).
-    var unanswered: (path: String, body: [UInt8])?
+    /// The order number of a close call counted in flight whose answer has not been sent yet.
+    var unanswered: String?
 
     init(simulator: SimulatedWeChatPay) { self.simulator = simulator }
 
@@ -99,31 +99,35 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
             let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
             var headers: [String: String] = [:]
             for header in head.headers { headers[header.name.lowercased()] = header.value }
-            let reply = simulator.reply(method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers)
-            unanswered = (path, body)
+            var inFlight: String?
+            let reply = simulator.reply(
+                method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers, inFlight: &inFlight)
+            unanswered = inFlight
             let keepAlive = head.isKeepAlive
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            // The simulator's own endpoints answer even while answers are held.
+            let after = path.hasPrefix("/_sim/") ? Self.after : Self.afterRelease(of: simulator)
             switch reply {
             case .respond(let status, let body, let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.send(status: status, body: body, keepAlive: keepAlive, context: context)
                 }
             case .respondWithHeaders(let status, let headers, let body, let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.send(status: status, body: body, keepAlive: keepAlive, context: context, extraHeaders: headers)
                 }
             case .hang:
                 break
             case .drop(let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.markAnswered()
                     context.close(promise: nil)
                 }
             case .truncated(let body, let delay):
-                after(delay, context) {
+                after(delay, context.eventLoop) {
                     let (handler, context) = loopBound.value
                     handler.markAnswered()
                     var headers = HTTPHeaders()
@@ -154,17 +158,29 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func after(_ milliseconds: Int, _ context: ChannelHandlerContext, _ work: @escaping @Sendable () -> Void) {
-        if milliseconds <= 0 {
+    /// Runs `work` on `eventLoop` after `milliseconds` (at once for 0, when already there).
+    private static func after(_ milliseconds: Int, _ eventLoop: any EventLoop, _ work: @escaping @Sendable () -> Void) {
+        if milliseconds > 0 {
+            eventLoop.scheduleTask(in: .milliseconds(Int64(milliseconds)), work)
+        } else if eventLoop.inEventLoop {
             work()
         } else {
-            context.eventLoop.scheduleTask(in: .milliseconds(Int64(milliseconds)), work)
+            eventLoop.execute(work)
+        }
+    }
+
+    /// `after`, counted from when `simulator` releases its answers if it holds them.
+    private static func afterRelease(of simulator: SimulatedWeChatPay)
+        -> (Int, any EventLoop, @escaping @Sendable () -> Void) -> Void
+    {
+        { milliseconds, eventLoop, work in
+            simulator.whenReleased { after(milliseconds, eventLoop, work) }
         }
     }
 
     private func markAnswered() {
         if let unanswered {
-            simulator.finished(path: unanswered.path, body: unanswered.body)
+            simulator.finished(unanswered)
             self.unanswered = nil
         }
     }

@@ -12,8 +12,8 @@ struct SimulateCommand: AsyncParsableCommand {
         discussion: """
             Checks request signatures with each merchant's key and signs its answers. Orders are \
             NOTPAY until closed. GET /_sim/stats returns what it has seen, as JSON (bounded: the \
-            latest 100,000 orders and 10,000 call times); POST /_sim/reset clears it. SIGTERM or \
-            SIGINT stops it with exit status 0.
+            latest 100,000 orders and 10,000 call times); POST /_sim/reset clears it. POST /_sim/hold \
+            makes every answer wait until POST /_sim/release. SIGTERM or SIGINT stops it with exit status 0.
             Faults for --fault: \(SimulatedFault.allCases.map(\.rawValue).joined(separator: ", ")).
             """
     )

@@ -11,7 +11,8 @@ import WeChatPay
     @Test func aPrimaryThatRefusesConnectionsFailsOverToTheBackupAndBack() async throws {
         let backup = try await TestSimulator.start()
         defer { Task { await backup.stop() } }
-        let world = try await ReaperWorld.make(backupBaseURL: backup.baseURL, probeIntervalSeconds: 0.3)
+        let hostClock = ManualClock()
+        let world = try await ReaperWorld.make(backupBaseURL: backup.baseURL, probeIntervalSeconds: 30, hostClock: hostClock)
         defer { Task { await world.tearDown() } }
         let primaryPort = world.simulator.server.port
         try await world.simulator.server.stop()
@@ -27,11 +28,15 @@ import WeChatPay
         try await world.reaper.runOnce()
         #expect(try await world.database.history("STILLDOWN01").map(\.host) == [backup.baseURL])
 
-        // The primary comes back; after the probe interval a call goes there and, answered, stays there.
+        // The primary comes back; once the probe interval has passed a call goes there and,
+        // answered, stays there.
         downPort.release()
         let primary = try await SimulatorServer.start(world.simulator.simulator, host: "127.0.0.1", port: primaryPort)
         defer { Task { try? await primary.stop() } }
-        try await Task.sleep(for: .milliseconds(400))
+        try world.database.insert("BEFOREPROBE")
+        try await world.reaper.runOnce()
+        #expect(try await world.database.history("BEFOREPROBE").map(\.host) == [backup.baseURL], "no probe before the interval")
+        hostClock.advance(by: .seconds(30))
         for number in ["PRIMARYBAK1", "PRIMARYBAK2"] {
             try world.database.insert(number)
             try await world.reaper.runOnce()
@@ -77,13 +82,15 @@ import WeChatPay
         let downPort = try ReservedPort(port)
         for index in 0..<30 { try world.database.insert("OUTAGE\(10_000 + index)") }
 
+        let outageStart = ContinuousClock.now
         let daemon = Task { try await world.reaper.run() }
         defer { daemon.cancel() }
-        // Down for 8 s: with max_attempts 3 and backoff_max 2 s, every order's budget would be spent thrice over.
         // The breaker's own count, not a sample taken by this test's task, which a loaded machine
         // can starve for seconds.
-        try await Task.sleep(for: .seconds(8))
-        let sawOpen = breaker.timesOpened > 0
+        try await DaemonProcess.waitUntil(timeout: 60, "the breaker opens") { breaker.timesOpened > 0 }
+        // Down for at least 8 s: with max_attempts 3 and backoff_max 2 s, every order's budget
+        // would be spent thrice over. (Longer on a loaded machine: the outage only grows.)
+        try await Task.sleep(until: outageStart + .seconds(8))
         downPort.release()
         let restarted = try await SimulatorServer.start(world.simulator.simulator, host: "127.0.0.1", port: port)
         defer { Task { try? await restarted.stop() } }
@@ -93,7 +100,6 @@ import WeChatPay
             return closed + failed == 30
         }
         daemon.cancel()
-        #expect(sawOpen, "the breaker opened during the outage")
         #expect(try await world.database.store.orders(inState: .failed, limit: 100).isEmpty)
         let calls = try await world.database.store.summary(
             now: world.clock.secondsSince1970, policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200))
@@ -101,72 +107,25 @@ import WeChatPay
         #expect(!breaker.isOpen)
     }
 
-    @Test func theBreakerOpensOnMostlyOutageFailuresAndClosesOnAnyAnswer() {
-        let breaker = OutageBreaker(window: 10, minimumCalls: 5, openRatio: 0.8, firstProbeDelay: .seconds(1))
-        let start = ContinuousClock.now
-        for _ in 0..<4 { breaker.record(outageFailure: true, now: start) }
-        #expect(!breaker.isOpen, "too few calls to judge")
-        breaker.record(outageFailure: true, now: start)
-        #expect(breaker.isOpen)
-        #expect(breaker.permission(now: start) == .waitUntil(start + .seconds(1)))
-        #expect(breaker.permission(now: start + .seconds(1)) == .probe)
-        breaker.record(outageFailure: true, now: start + .seconds(1))
-        #expect(breaker.permission(now: start + .seconds(2)) == .waitUntil(start + .seconds(3)), "the probe interval doubles")
-        #expect(breaker.permission(now: start + .seconds(3)) == .probe)
-        breaker.record(outageFailure: false, now: start + .seconds(3))
-        #expect(!breaker.isOpen)
-        #expect(breaker.permission(now: start + .seconds(3)) == .claim)
-    }
-
-    @Test func mostlySuccessfulCallsKeepTheBreakerClosed() {
-        let breaker = OutageBreaker(window: 10, minimumCalls: 5, openRatio: 0.8)
-        for index in 0..<100 { breaker.record(outageFailure: index % 3 != 0) }
-        #expect(!breaker.isOpen)
-    }
-
     @Test func aMerchantsRateLimitHoldsAcrossAllWorkers() async throws {
         let world = try await ReaperWorld.make(maxRequestsPerSecond: 10)
         defer { Task { await world.tearDown() } }
         for index in 0..<25 { try world.database.insert("RATED\(10_000 + index)") }
+        let started = ContinuousClock.now
         try await world.reaper.runOnce()
+        let took = ContinuousClock.now - started
         #expect(try await world.database.store.orders(inState: .closed, limit: 100).count == 25)
         let times = world.stats.callTimes.sorted()
         #expect(times.count == 25)
-        // The limiter lets calls out at least 100 ms apart: after the first call (which also
-        // opens the connection), 24 calls span 2.3 s at the simulator, less scheduling jitter
-        // between the limiter and the server (up to 300 ms allowed here on a loaded machine;
-        // without the limit they would all arrive within a few milliseconds).
-        let span = try #require(times.last) - times[1]
-        #expect(span >= 2.0, "24 calls arrived within \(span) s")
-        // Within any one second, 10 calls plus some for scheduling jitter between the limiter
-        // and the server's clock: on this 2-core machine under the full suite, calls released
-        // 100 ms apart were seen to arrive bunched, 14 in one second. Without the limit all 25
-        // arrive within milliseconds.
+        // The exact spacing is checked on a clock the test moves (MerchantRateLimiterTests). Here
+        // only what a loaded machine cannot break: 25 calls at 10 a second take at least 2.4 s
+        // (a slow machine only takes longer)…
+        #expect(took >= .milliseconds(2400), "25 calls made in \(took)")
+        // …and they do not all arrive at once. At the simulator, calls let out 100 ms apart
+        // arrive bunched when a busy machine delays some (14 in one second were seen under the
+        // full suite); without the limit all 25 arrive within milliseconds.
         let busiest = times.indices.map { start in times[start...].prefix { $0 < times[start] + 1 }.count }.max() ?? 0
-        #expect(busiest <= 16, "busiest second had \(busiest) calls")
-    }
-
-    @Test func frequencyLimitedHalvesTheRateAndItRecoversGradually() async throws {
-        let limiter = MerchantRateLimiter(recoveryInterval: .milliseconds(100), unlimitedAbove: 50)
-        limiter.configure(["LIMITED": 40, "UNLIMITED": nil])
-        limiter.throttled("LIMITED")
-        #expect(limiter.currentRate("LIMITED") == 20)
-        try await Task.sleep(for: .milliseconds(120))
-        await limiter.acquire("LIMITED")
-        #expect(limiter.currentRate("LIMITED") == 30)
-        try await Task.sleep(for: .milliseconds(120))
-        await limiter.acquire("LIMITED")
-        #expect(limiter.currentRate("LIMITED") == 40, "back at the configured limit, never above it")
-
-        for _ in 0..<8 { await limiter.acquire("UNLIMITED") }
-        #expect(limiter.currentRate("UNLIMITED") == nil)
-        limiter.throttled("UNLIMITED")
-        #expect(limiter.currentRate("UNLIMITED") == 4, "half of the 8 calls made in the last second")
-        for _ in 0..<10 {
-            try await Task.sleep(for: .milliseconds(110))
-            await limiter.acquire("UNLIMITED")
-        }
-        #expect(limiter.currentRate("UNLIMITED") == nil, "lifted again once past the ceiling")
+        #expect(busiest <= 20, "busiest second had \(busiest) calls")
     }
 
     @Test func aFrequencyLimitedAnswerSlowsTheMerchantDown() async throws {

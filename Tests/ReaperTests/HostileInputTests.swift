@@ -201,15 +201,23 @@ import Testing
     }
 
     @Test func anOrderTheAppPaysWhileItWaitsInTheQueueIsNotCalled() async throws {
-        let world = try await ReaperWorld.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 1500), concurrency: 1)
+        // The first call's answer is held until the app has paid the second order, then comes
+        // 1.5 s later: the second order has waited in the queue for more than a second.
+        let world = try await ReaperWorld.make(
+            behaviour: SimulatorBehaviour(latencyMilliseconds: 1500), timeoutSeconds: 120, concurrency: 1)
         defer { Task { await world.tearDown() } }
+        let simulator = world.simulator.simulator
+        simulator.holdAnswers()
+        defer { simulator.releaseAnswers() }
         try world.database.insert("QUEUEFIRST1", createdAgo: 1300)
         try world.database.insert("QUEUEPAID01", createdAgo: 1200)
         let pass = Task { try await world.reaper.runOnce() }
-        try await DaemonProcess.waitUntil(timeout: 30, "the first call is in flight") { world.stats.requests == 1 }
+        try await DaemonProcess.waitUntil(timeout: 60, "the first call is in flight") { simulator.heldAnswers == 1 }
+        #expect(world.stats.closeCalls.keys.sorted() == ["QUEUEFIRST1"])
         try await world.database.app.write { db in
             try db.execute(sql: "UPDATE orders SET state = 'paid' WHERE out_trade_no = 'QUEUEPAID01'")
         }
+        simulator.releaseAnswers()
         #expect(try await pass.value == 2)
         #expect(world.stats.closeCalls["QUEUEPAID01"] == nil, "re-read before its call: paid meanwhile")
         #expect(try await world.database.order("QUEUEPAID01")?.state == .paid)

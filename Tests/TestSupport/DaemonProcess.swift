@@ -62,6 +62,16 @@ public final class DaemonProcess: @unchecked Sendable {
 
     public func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
 
+    /// Whether the running process has the file at `path` open (read from `/proc/PID/fd`).
+    public func hasOpen(_ path: String) -> Bool {
+        let folder = "/proc/\(process.processIdentifier)/fd"
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let descriptors = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return false }
+        return descriptors.contains { descriptor in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(folder)/\(descriptor)")) == target
+        }
+    }
+
     /// Waits for the process to exit and returns its status; kills it and throws after `timeout`.
     public func waitForExit(timeout: Double) async throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)

@@ -56,6 +56,46 @@ public final class ManualClock: DaemonClock {
         for sleeper in woken { sleeper.continuation.resume() }
     }
 
+    /// The earliest deadline any task sleeps until, if one sleeps.
+    public var nextDeadline: ContinuousClock.Instant? { state.withLock { $0.sleepers.map(\.deadline).min() } }
+
+    /// Moves the clock to the earliest sleeper's deadline, waking it (and any due with it).
+    /// Does nothing if no task sleeps.
+    public func advanceToNextDeadline() {
+        guard let deadline = nextDeadline else { return }
+        advance(by: max(.zero, deadline - now))
+    }
+
+    /// Runs `work` to its end, moving the clock to each deadline it sleeps until, so that time
+    /// passes only while `work` waits on this clock. Throws if `work` has not ended within
+    /// `limit` of real time (it waits on something else).
+    ///
+    /// ```swift
+    /// let passedAt = try await clock.drive { await limiter.acquire("1900000109"); return clock.now }
+    /// ```
+    public func drive<T: Sendable>(
+        within limit: Duration = .seconds(10), _ work: @escaping @Sendable () async -> T
+    ) async throws -> T {
+        let outcome = Outcome<T>()
+        let task = Task {
+            let value = await work()
+            outcome.value.withLock { $0 = value }
+        }
+        let giveUp = ContinuousClock.now + limit
+        while true {
+            if let value = outcome.value.withLock({ $0 }) { return value }
+            guard ContinuousClock.now < giveUp else {
+                task.cancel()
+                throw ManualClockError(message: "the work did not end within \(limit) (\(sleepers) sleepers)")
+            }
+            if sleepers > 0 {
+                advanceToNextDeadline()
+            } else {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+    }
+
     /// Waits (in real time, without blocking a thread) until `count` tasks sleep on this clock.
     public func waitForSleepers(_ count: Int, within limit: Duration = .seconds(10)) async throws {
         let giveUp = ContinuousClock.now + limit
@@ -96,7 +136,11 @@ public final class ManualClock: DaemonClock {
     }
 }
 
-/// A test waited for sleepers that never came.
+private final class Outcome<T: Sendable>: Sendable {
+    let value = Mutex<T?>(nil)
+}
+
+/// A test waited on the clock for sleepers, or for work, that never came.
 public struct ManualClockError: Error, CustomStringConvertible {
     public let message: String
     public var description: String { message }

@@ -62,7 +62,7 @@ extension Reaper {
         let scheduler = LoopScheduler(concurrency: settings.concurrency, batchSize: settings.batchSize, untilIdle: untilIdle)
         let situation = LoopScheduler.Situation(
             queued: progress.queued.count, inFlight: slots.inUse, exhausted: progress.exhausted)
-        switch scheduler.next(situation, permission: { breaker.permission(now: clock.now) }) {
+        switch scheduler.next(situation, permission: { breaker.permission() }) {
         case .claim(let wanted):
             return await claim(wanted, &progress, untilIdle: untilIdle, settings: settings, inFlight: slots.inUse)
         case .pauseUntil(let instant):

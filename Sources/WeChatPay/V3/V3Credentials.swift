@@ -49,14 +49,12 @@ public struct V3Credentials: Sendable {
 
     /// Base64 of SHA256-with-RSA, PKCS#1 v1.5 padding (WeChat Pay rejects the PSS default).
     func sign(_ message: String) throws -> String {
-        try privateKey.signature(for: Data(message.utf8), padding: .insecurePKCS1v1_5).rawRepresentation.base64EncodedString()
+        try V3Signing.sign(message, with: privateKey)
     }
 
     /// Whether `signature` (Base64) is WeChat Pay's signature of `message`.
     func isWeChatPaySignature(_ signature: String, of message: String) -> Bool {
-        guard let bytes = Data(base64Encoded: signature) else { return false }
-        return wechatpayPublicKey.isValidSignature(
-            _RSA.Signing.RSASignature(rawRepresentation: bytes), for: Data(message.utf8), padding: .insecurePKCS1v1_5)
+        V3Signing.isValid(signature, of: message, by: wechatpayPublicKey)
     }
 }
 

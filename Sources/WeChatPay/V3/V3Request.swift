@@ -43,8 +43,10 @@ public struct V3Request: Sendable, Equatable {
     public func authorization(credentials: V3Credentials, timestamp: Int64, nonce: String) throws -> String {
         let signature = try credentials.sign(
             Self.message(method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonce, body: body))
-        return
-            #"WECHATPAY2-SHA256-RSA2048 mchid="\#(credentials.mchID)",nonce_str="\#(nonce)",signature="\#(signature)",timestamp="\#(timestamp)",serial_no="\#(credentials.serialNo)""#
+        return V3Authorization(
+            mchID: credentials.mchID, nonce: nonce, signature: signature, timestamp: String(timestamp),
+            serialNo: credentials.serialNo
+        ).header
     }
 
     /// Percent-encodes everything but unreserved characters, so an order number is one path segment.
