@@ -35,19 +35,35 @@ let package = Package(
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
             plugins: ["EmbedMigrationsPlugin"]
         ),
-        // The daemon: configuration, the HTTP client, the poll → claim → call → record loop.
+        // The daemon's one clock, injectable so that tests advance time instead of sleeping.
+        .target(name: "Clocks"),
+        // The YAML configuration: its types, and one small reader per section.
+        .target(
+            name: "ConfigurationFile",
+            dependencies: ["WeChatPay", "OrderStore", .product(name: "Yams", package: "Yams")]
+        ),
+        // WeChat Pay over HTTP: one deadline per call, the backup domain, answers read by WeChatPay.
+        .target(
+            name: "WeChatPayHTTP",
+            dependencies: [
+                "WeChatPay", "Clocks",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // Log lines for operators: logfmt or JSON, control characters escaped.
+        .target(name: "DaemonLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // The daemon's loop: the attempt policy, the scheduler, the breaker and the rate limiter.
         .target(
             name: "Reaper",
             dependencies: [
-                "WeChatPay", "OrderStore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
         // A local WeChat Pay v2 stand-in built on the same protocol module.
@@ -67,7 +83,8 @@ let package = Package(
         .executableTarget(
             name: "closeorderd",
             dependencies: [
-                "WeChatPay", "OrderStore", "Reaper", "Simulator", "Systemd",
+                "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP", "DaemonLogging", "Reaper",
+                "Simulator", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +102,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "WeChatPay", "OrderStore", "Reaper", "Simulator",
+                "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP", "Reaper", "Simulator",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -112,7 +129,8 @@ let package = Package(
         .testTarget(
             name: "ReaperTests",
             dependencies: [
-                "Reaper", "Simulator", "OrderStore", "WeChatPay", "TestSupport",
+                "Reaper", "Simulator", "OrderStore", "WeChatPay", "Clocks", "ConfigurationFile", "WeChatPayHTTP",
+                "DaemonLogging", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

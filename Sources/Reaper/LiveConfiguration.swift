@@ -1,4 +1,6 @@
 import Synchronization
+import ConfigurationFile
+import WeChatPayHTTP
 
 /// The configuration in force and the client built from it; SIGHUP replaces both while
 /// calls are in flight. Calls already started keep the client they began with.

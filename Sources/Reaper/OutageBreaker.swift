@@ -1,4 +1,5 @@
 import Synchronization
+import Clocks
 
 /// Stops the daemon from burning every due order's attempts during a WeChat Pay outage.
 ///

@@ -4,6 +4,9 @@ import OrderStore
 import ServiceLifecycle
 import Synchronization
 import WeChatPay
+import ConfigurationFile
+import WeChatPayHTTP
+import Clocks
 
 /// The daemon's loop: poll for due orders, claim them under a lease, call WeChat Pay,
 /// write each outcome back. It knows outcomes, not XML, and not SQL.

@@ -4,6 +4,8 @@ import Logging
 import Reaper
 import Systemd
 import WeChatPay
+import ConfigurationFile
+import DaemonLogging
 
 @main
 struct Closeorderd: AsyncParsableCommand {

@@ -6,6 +6,8 @@ import Reaper
 import Simulator
 import WeChatPay
 import _CryptoExtras
+import ConfigurationFile
+import WeChatPayHTTP
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import Foundation
 import OrderStore
 import Reaper
 import WeChatPay
+import ConfigurationFile
 
 struct QueryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,6 +6,8 @@ import Reaper
 import ServiceLifecycle
 import Synchronization
 import Systemd
+import ConfigurationFile
+import WeChatPayHTTP
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,6 +4,7 @@ import Reaper
 import Simulator
 import WeChatPay
 import _CryptoExtras
+import ConfigurationFile
 
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import OrderStore
 import Testing
 import WeChatPay
+import ConfigurationFile
 
 @testable import Reaper
 

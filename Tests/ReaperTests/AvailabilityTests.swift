@@ -5,6 +5,7 @@ import Simulator
 import TestSupport
 import Testing
 import WeChatPay
+import Clocks
 
 /// The backup domain, the outage breaker and per-merchant rate limits, against simulators on loopback.
 @Suite struct AvailabilityTests {

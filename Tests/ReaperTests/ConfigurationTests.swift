@@ -2,6 +2,7 @@ import Foundation
 import Reaper
 import TestSupport
 import Testing
+import ConfigurationFile
 
 @Suite struct ConfigurationTests {
     func load(_ yaml: String, keyText: String = Fixtures.keyText) throws(ConfigurationError) -> DaemonConfiguration {

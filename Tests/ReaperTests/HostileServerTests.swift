@@ -6,6 +6,7 @@ import TestSupport
 import Testing
 import WeChatPay
 import _CryptoExtras
+import WeChatPayHTTP
 
 /// The real binary against servers that lie or dawdle, and an operator who mistypes: the
 /// daemon stays up, no call outlives its timeout or its lease, nothing is called twice at

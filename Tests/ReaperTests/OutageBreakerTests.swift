@@ -1,6 +1,7 @@
 import Reaper
 import TestSupport
 import Testing
+import Clocks
 
 /// The outage breaker on a clock the tests move: when it opens, when it probes, what closes it.
 @Suite struct OutageBreakerTests {

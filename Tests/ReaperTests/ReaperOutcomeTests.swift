@@ -5,6 +5,9 @@ import Simulator
 import TestSupport
 import Testing
 import WeChatPay
+import ConfigurationFile
+import WeChatPayHTTP
+import Clocks
 
 /// A reaper, a simulator on loopback and a real database, wired for one test.
 struct ReaperWorld {

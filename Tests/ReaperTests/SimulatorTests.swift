@@ -7,6 +7,8 @@ import TestSupport
 import Testing
 import WeChatPay
 import _CryptoExtras
+import ConfigurationFile
+import WeChatPayHTTP
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking

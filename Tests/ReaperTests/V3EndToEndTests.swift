@@ -6,6 +6,7 @@ import TestSupport
 import Testing
 import WeChatPay
 import _CryptoExtras
+import WeChatPayHTTP
 
 /// API v3 merchants end to end: the reaper against the simulator's v3 endpoints over loopback.
 @Suite struct V3EndToEndTests {

@@ -5,6 +5,7 @@ import OrderStore
 import Reaper
 import Simulator
 import WeChatPay
+import ConfigurationFile
 
 /// The key of the protocol file's test vectors, and the merchant the tests use.
 public enum Fixtures {

@@ -1,5 +1,6 @@
 import OrderStore
 import WeChatPay
+import ConfigurationFile
 
 /// Every rule about one attempt at one order, as a pure function: given the order, the
 /// answers so far and the circumstances, the next step is a call (an order query or the

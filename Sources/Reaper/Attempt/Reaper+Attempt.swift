@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import OrderStore
 import WeChatPay
+import ConfigurationFile
+import WeChatPayHTTP
 
 /// One attempt at one claimed order, as I/O: the calls `AttemptPolicy` asks for, each
 /// behind its merchant's rate limit and fed to the outage breaker, then the write-back.

@@ -1,6 +1,8 @@
 import Logging
 import OrderStore
 import ServiceLifecycle
+import ConfigurationFile
+import WeChatPayHTTP
 
 /// The loop, carrying out `LoopScheduler`'s turns: start queued orders in free call slots,
 /// claim, pause, wait for a slot; on graceful shutdown, hand back what never started and

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import WeChatPay
+import Clocks
 
 /// One HTTP exchange with WeChat Pay, as the history records it.
 public struct Exchange: Sendable {
@@ -52,7 +53,7 @@ public final class WeChatPayClient: Sendable {
     /// No call is in flight after `notAfter` (the end of the caller's lease): one that
     /// could not finish by then is not started.
     public func close(
-        _ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials,
+        _ order: OrderIdentity, credentials: MerchantCredentials,
         notAfter: ContinuousClock.Instant? = nil
     ) async -> (CloseVerdict, Exchange) {
         let (answer, exchange) = await perform(
@@ -69,7 +70,7 @@ public final class WeChatPayClient: Sendable {
 
     /// Asks for the order's trade state. Never throws: no usable answer is `.unclear`.
     public func query(
-        _ order: OrderIdentity, credentials: DaemonConfiguration.Merchant.Credentials,
+        _ order: OrderIdentity, credentials: MerchantCredentials,
         notAfter: ContinuousClock.Instant? = nil
     ) async -> (QueryConclusion, Exchange) {
         let (answer, exchange) = await perform(
@@ -87,12 +88,12 @@ public final class WeChatPayClient: Sendable {
     /// Sends the v2 call (signed XML) or the v3 request (RSA-signed), as the merchant's keys say.
     private func perform(
         _ v2: V2Endpoint, _ v3: @autoclosure () -> V3Request, order: OrderIdentity,
-        credentials: DaemonConfiguration.Merchant.Credentials, notAfter: ContinuousClock.Instant?
+        credentials: MerchantCredentials, notAfter: ContinuousClock.Instant?
     ) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
         switch credentials {
         case .v2(let key, let signType):
             return await call(
-                v2.rawValue, method: .POST, headers: Self.xmlHeaders,
+                v2.rawValue, api: .v2, method: .POST, headers: Self.xmlHeaders,
                 body: V2Request.body(for: order, key: key, signType: signType), notAfter: notAfter)
         case .v3(let v3Credentials):
             return await callV3(v3(), credentials: v3Credentials, notAfter: notAfter)
@@ -121,8 +122,8 @@ public final class WeChatPayClient: Sendable {
         ]
         if request.method == "POST" { headers.append(("Content-Type", "application/json")) }
         return await call(
-            request.pathAndQuery, method: request.method == "GET" ? .GET : .POST, headers: headers, body: request.body,
-            notAfter: notAfter)
+            request.pathAndQuery, api: .v3, method: request.method == "GET" ? .GET : .POST, headers: headers,
+            body: request.body, notAfter: notAfter)
     }
 
     /// Closes the connections; call once, after the last call.
@@ -131,17 +132,18 @@ public final class WeChatPayClient: Sendable {
     }
 
     private func call(
-        _ path: String, method: HTTPMethod, headers: [(String, String)], body: String, notAfter: ContinuousClock.Instant?
+        _ path: String, api: APIVersion, method: HTTPMethod, headers: [(String, String)], body: String,
+        notAfter: ContinuousClock.Instant?
     ) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
         let host = hosts.hostForNextCall()
-        guard let first = await send(host + path, path: path, method: method, headers: headers, body: body, notAfter: notAfter)
+        guard let first = await send(host + path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
         else {
             return (.failure(Self.leaseTooShort), Exchange(host: host, httpStatus: nil, latencyMilliseconds: 0))
         }
         hosts.report(host: host, failedOver: first.failedOver)
         guard first.failedOver, let backup = hosts.backup, host != backup,
             let second = await send(
-                backup + path, path: path, method: method, headers: headers, body: body, notAfter: notAfter)
+                backup + path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
         else {
             return (first.answer, Exchange(host: host, httpStatus: first.status, latencyMilliseconds: first.milliseconds))
         }
@@ -160,7 +162,7 @@ public final class WeChatPayClient: Sendable {
     /// `failedOver` says it never reached a working WeChat Pay (a connection-level failure
     /// or HTTP 5xx), so the backup may serve it.
     private func send(
-        _ url: String, path: String, method: HTTPMethod, headers: [(String, String)], body: String,
+        _ url: String, api: APIVersion, method: HTTPMethod, headers: [(String, String)], body: String,
         notAfter: ContinuousClock.Instant?
     ) async -> (answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool)? {
         let started = ContinuousClock.now
@@ -174,7 +176,8 @@ public final class WeChatPayClient: Sendable {
         request.headers.add(name: "User-Agent", value: "closeorderd")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if method == .POST { request.body = .bytes(ByteBuffer(string: body)) }
-        let collectHeaders = path.hasPrefix("/v3/")
+        // Only API v3 answers are signed in headers; v2 calls skip collecting them.
+        let collectHeaders = api == .v3
         var status: Int?
         let answer: Result<V3HTTPAnswer, UnusableAnswer>
         do {
@@ -221,7 +224,6 @@ public final class WeChatPayClient: Sendable {
                 throw UnreadableHead(parserError: error)
             }
             let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
-            // Only API v3 answers are signed in headers; v2 calls skip collecting them.
             var signed: [String: String] = [:]
             if collectHeaders {
                 for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
@@ -276,11 +278,7 @@ public final class WeChatPayClient: Sendable {
             let connection = [ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENETUNREACH].contains(error.errnoCode)
             return (error.description, connection ? .connectionFailed : .noAnswer)
         default:
-            let text = String(describing: error)
-            if text.contains("connectionRefused") || text.contains("Connection refused") {
-                return ("connection refused", .connectionFailed)
-            }
-            return (text, .noAnswer)
+            return ("\(type(of: error)): \(error)", .noAnswer)
         }
     }
 }

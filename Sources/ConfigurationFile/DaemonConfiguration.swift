@@ -69,10 +69,7 @@ public struct DaemonConfiguration: Sendable {
     /// A merchant whose orders closeorderd may close, with its keys.
     public struct Merchant: Sendable {
         /// How a merchant signs: an API v2 key, or API v3 RSA keys.
-        public enum Credentials: Sendable {
-            case v2(key: MerchantKey, signType: SignType)
-            case v3(V3Credentials)
-        }
+        public typealias Credentials = MerchantCredentials
 
         public var mchID: String
         public var credentials: Credentials
