@@ -135,7 +135,13 @@ public final class OrderStore: Sendable {
 
     /// Applies the migrations up to `version` only: for tests of upgrades from older schemas.
     func migrate(upTo version: Int) async throws(StoreError) -> [Int] {
-        try await run { try await writer.write { db in try Migrator.migrate(db, upTo: version) } }
+        let writer = self.writer
+        return try await run {
+            // DatabaseMigrator's own calls are synchronous: run them off Swift's cooperative pool.
+            try await withCheckedThrowingContinuation { (done: CheckedContinuation<[Int], any Error>) in
+                DispatchQueue.global().async { done.resume(with: Result { try Migrator.migrate(writer, upTo: version) }) }
+            }
+        }
     }
 
     /// The schema version this build creates.

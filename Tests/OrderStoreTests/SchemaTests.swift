@@ -18,6 +18,40 @@ import Testing
         #expect(tables.contains("orders") && tables.contains("close_attempts"))
     }
 
+    @Test func aDatabaseMigratedBeforeDatabaseMigratorIsBridgedNotMigratedAgain() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let store = try OrderStore(path: folder.path("older.sqlite"))
+        #expect(try await store.migrate(upTo: 1) == [1])
+        // What a build before DatabaseMigrator left: schema_migrations only.
+        try await store.withWriteTransaction { db in try db.execute(sql: "DROP TABLE grdb_migrations") }
+        #expect(try await store.migrate() == Array(2...OrderStore.schemaVersion))
+        #expect(try await store.migrate() == [])
+        let identifiers = try await store.withWriteTransaction { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier")
+        }
+        #expect(identifiers == EmbeddedMigration.all.map(\.fileName).sorted())
+    }
+
+    @Test func twoProcessesMigratingOneFreshFileAtOnceApplyEachVersionOnce() async throws {
+        for round in 1...10 {
+            let folder = try TemporaryDirectory()
+            defer { folder.remove() }
+            let path = folder.path("fresh-\(round).sqlite")
+            // Two stores are two connections, as two daemons starting at once would have.
+            let first = try OrderStore(path: path)
+            let second = try OrderStore(path: path)
+            async let one = first.migrate()
+            async let two = second.migrate()
+            let applied = try await one + two
+            #expect(applied.sorted() == Array(1...OrderStore.schemaVersion), "round \(round)")
+            let versions = try await first.withWriteTransaction { db in
+                try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations ORDER BY version")
+            }
+            #expect(versions == Array(1...OrderStore.schemaVersion))
+        }
+    }
+
     @Test func databaseRunsInWALMode() async throws {
         let database = try await TestDatabase.make()
         defer { database.remove() }
