@@ -69,11 +69,11 @@ import Testing
         let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 5))
         defer { Task { await setup.tearDown() } }
         let daemon = try setup.daemon()
-        // The app: its own connection, small transactions, as fast as it can for two seconds.
+        // The app: its own connection, 300 orders in small transactions, as fast as it can,
+        // while the daemon claims and writes back the earlier ones.
         var inserted = 0
         var errors: [String] = []
-        let until = Date().addingTimeInterval(2)
-        while Date() < until {
+        while inserted < 300 && errors.count < 10 {
             do {
                 let first = inserted
                 try await setup.database.app.write { db in
@@ -93,7 +93,6 @@ import Testing
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: 20) == 0)
         #expect(errors.isEmpty, "the app saw: \(errors.prefix(3))")
-        #expect(inserted > 100)
         #expect(!daemon.stderr.contains("locked"), "\(daemon.stderr.suffix(2000))")
     }
 

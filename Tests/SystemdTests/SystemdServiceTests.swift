@@ -76,8 +76,11 @@ import WeChatPay
         #expect(longest > .seconds(2), "no ping while the loop was stuck (longest gap \(longest))")
         #expect(pings.contains { $0 > lockHeld + .seconds(4) }, "pings resumed")
         let before = pings.filter { $0 < lockHeld }
-        let normalGaps = zip(before, before.dropFirst()).map { $1 - $0 }
-        #expect((normalGaps.max() ?? .zero) < .seconds(1), "pings every half interval while healthy")
+        // The median, not the maximum: one late ping on a loaded machine is not a stuck loop.
+        let normalGaps = zip(before, before.dropFirst()).map { $1 - $0 }.sorted()
+        #expect(normalGaps.count >= 2, "pings while healthy: \(normalGaps)")
+        #expect(
+            normalGaps.isEmpty || normalGaps[normalGaps.count / 2] < .seconds(1), "pings every half interval while healthy")
     }
 
     @Test func sighupLoadsANewMerchantKeyAndRejectsABrokenConfig() async throws {
