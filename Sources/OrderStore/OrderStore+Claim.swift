@@ -158,44 +158,52 @@ extension OrderStore {
             }
             guard anyDue else { return ClaimedBatch() }
             return try await writer.write { [arguments] db in
-                let rows = try Row.fetchAll(
-                    db.cachedStatement(
-                        sql: """
-                            SELECT id, attempts, state, \(Self.claimedTextColumns.map(StoredValue.textSelection).joined(separator: ", "))
-                              FROM orders WHERE id IN (SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit)
-                            """),
-                    arguments: arguments)
-                var batch = ClaimedBatch()
-                let claim = try db.cachedStatement(
-                    sql: """
-                        UPDATE orders
-                           SET state = 'closing', attempts = attempts + 1, lease_token = ?,
-                               lease_expires_at = ?, updated_at = ?
-                         WHERE id = ?
-                        """)
-                for row in rows {
-                    let id: Int64 = Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0
-                    let recovered = String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
-                    let order: ClaimedOrder
-                    do throws(ColumnProblem) {
-                        order = try ClaimedOrder(
-                            row: row, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt, recovered: recovered)
-                    } catch {
-                        let number = try? StoredValue.text(row, "out_trade_no")
-                        batch.failedWithoutCall.append(try Self.reject(db, id: id, outTradeNo: number, problem: error, now: now))
-                        continue
-                    }
-                    if recovered && order.attempt > maxAttempts {
-                        batch.failedWithoutCall.append(
-                            try Self.abandon(db, id: id, outTradeNo: order.outTradeNo, attempts: order.attempt - 1, now: now))
-                        continue
-                    }
-                    try claim.execute(arguments: [token, leaseExpiresAt, now, id])
-                    batch.orders.append(order)
-                }
-                return batch
+                try Self.claim(in: db, arguments: arguments, token: token, leaseExpiresAt: leaseExpiresAt, now: now,
+                    maxAttempts: maxAttempts)
             }
         }
+    }
+
+    /// The claim's transaction: each due row is claimed, or failed at once when it cannot be
+    /// read or its lost call's attempts are spent.
+    private static func claim(
+        in db: Database, arguments: StatementArguments, token: String, leaseExpiresAt: Int64, now: Int64, maxAttempts: Int
+    ) throws -> ClaimedBatch {
+        let rows = try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT id, attempts, state, \(claimedTextColumns.map(StoredValue.textSelection).joined(separator: ", "))
+                      FROM orders WHERE id IN (SELECT id FROM (\(dueOrderIDsSQL)) LIMIT :limit)
+                    """),
+            arguments: arguments)
+        var batch = ClaimedBatch()
+        let claim = try db.cachedStatement(
+            sql: """
+                UPDATE orders
+                   SET state = 'closing', attempts = attempts + 1, lease_token = ?,
+                       lease_expires_at = ?, updated_at = ?
+                 WHERE id = ?
+                """)
+        for row in rows {
+            let id: Int64 = Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0
+            let recovered = String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
+            let order: ClaimedOrder
+            do throws(ColumnProblem) {
+                order = try ClaimedOrder(row: row, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt, recovered: recovered)
+            } catch {
+                let number = try? StoredValue.text(row, "out_trade_no")
+                batch.failedWithoutCall.append(try reject(db, id: id, outTradeNo: number, problem: error, now: now))
+                continue
+            }
+            if recovered && order.attempt > maxAttempts {
+                batch.failedWithoutCall.append(
+                    try abandon(db, id: id, outTradeNo: order.outTradeNo, attempts: order.attempt - 1, now: now))
+                continue
+            }
+            try claim.execute(arguments: [token, leaseExpiresAt, now, id])
+            batch.orders.append(order)
+        }
+        return batch
     }
 
     /// Hands claimed orders back unstarted: each becomes `pending` again with the claim's

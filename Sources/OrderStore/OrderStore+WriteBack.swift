@@ -111,7 +111,19 @@ extension OrderStore {
         }
     }
 
+    /// Writes one record: the row if it still carries the lease, the history either way.
     private static func record(_ record: AttemptRecord, in db: Database) throws -> WriteBackResult {
+        let result = try update(record, in: db)
+        var note = ""
+        if case .superseded(let current) = result {
+            note = " [not written to the row: it changed while the call was in flight; now \(current?.rawValue ?? "deleted")]"
+        }
+        try appendHistory(record, note: note, in: db)
+        return result
+    }
+
+    /// The fenced update: the row changes only while `closing` under the record's lease token.
+    private static func update(_ record: AttemptRecord, in db: Database) throws -> WriteBackResult {
         let lastError: String? = record.newState == .closed ? nil : record.message
         try db.cachedStatement(
             sql: """
@@ -137,15 +149,14 @@ extension OrderStore {
                 "tradeType": record.payment?.tradeType, "now": record.finishedAt, "id": record.orderID,
                 "token": record.leaseToken,
             ])
-        let result: WriteBackResult
-        var note = ""
-        if db.changesCount == 1 {
-            result = .applied
-        } else {
-            let current = try String.fetchOne(db, sql: "SELECT state FROM orders WHERE id = ?", arguments: [record.orderID])
-            result = .superseded(currentState: current.flatMap(OrderState.init(rawValue:)))
-            note = " [not written to the row: it changed while the call was in flight; now \(current ?? "deleted")]"
-        }
+        if db.changesCount == 1 { return .applied }
+        let current = try String.fetchOne(db, sql: "SELECT state FROM orders WHERE id = ?", arguments: [record.orderID])
+        return .superseded(currentState: current.flatMap(OrderState.init(rawValue:)))
+    }
+
+    /// One history line per call (one `outcomeWithoutCall` line when no call was made);
+    /// `note` goes on the last.
+    private static func appendHistory(_ record: AttemptRecord, note: String, in db: Database) throws {
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO close_attempts
@@ -159,16 +170,15 @@ extension OrderStore {
                     record.orderID, record.attempt, nil, nil, record.startedAt, record.finishedAt, nil,
                     record.outcomeWithoutCall.rawValue, nil, nil, nil, record.message + note,
                 ])
-            return result
+            return
         }
         for (index, call) in record.calls.enumerated() {
             try insert.execute(
                 arguments: [
-                    record.orderID, record.attempt, call.call.rawValue, call.host.isEmpty ? nil : call.host, call.startedAt, call.finishedAt,
-                    call.latencyMilliseconds, call.outcome.rawValue, call.httpStatus, call.errCode, call.errCodeDes,
-                    call.message + (index == record.calls.count - 1 ? note : ""),
+                    record.orderID, record.attempt, call.call.rawValue, call.host.isEmpty ? nil : call.host, call.startedAt,
+                    call.finishedAt, call.latencyMilliseconds, call.outcome.rawValue, call.httpStatus, call.errCode,
+                    call.errCodeDes, call.message + (index == record.calls.count - 1 ? note : ""),
                 ])
         }
-        return result
     }
 }

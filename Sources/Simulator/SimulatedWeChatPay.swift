@@ -191,29 +191,41 @@ public final class SimulatedWeChatPay: Sendable {
             state.stats.requests += 1
             return state.behaviour
         }
-        let delay = behaviour.latencyMilliseconds
-        if method == "GET" && path == "/_sim/stats" {
-            let json = (try? JSONEncoder().encode(stats)).map(Array.init) ?? []
-            return .respond(status: 200, body: json, afterMilliseconds: 0)
-        }
-        if method == "POST" && path == "/_sim/reset" {
-            resetStats()
-            return .respond(status: 200, body: Array("statistics reset\n".utf8), afterMilliseconds: 0)
-        }
-        if method == "POST" && path == "/_sim/hold" {
-            holdAnswers()
-            return .respond(status: 200, body: Array("holding answers\n".utf8), afterMilliseconds: 0)
-        }
-        if method == "POST" && path == "/_sim/release" {
-            let count = heldAnswers
-            releaseAnswers()
-            return .respond(status: 200, body: Array("released \(count) answers\n".utf8), afterMilliseconds: 0)
-        }
+        if let control = controlReply(method: method, path: path) { return control }
         if path.hasPrefix("/v3/") {
             return replyV3(
                 method: method, path: path, uri: uri ?? path, headers: headers, body: body, behaviour: behaviour,
                 inFlight: &inFlight)
         }
+        return replyV2(method: method, path: path, body: body, behaviour: behaviour, inFlight: &inFlight)
+    }
+
+    /// The test controls under `/_sim/`: statistics, reset, hold and release.
+    func controlReply(method: String, path: String) -> SimulatorReply? {
+        switch (method, path) {
+        case ("GET", "/_sim/stats"):
+            let json = (try? JSONEncoder().encode(stats)).map(Array.init) ?? []
+            return .respond(status: 200, body: json, afterMilliseconds: 0)
+        case ("POST", "/_sim/reset"):
+            resetStats()
+            return .respond(status: 200, body: Array("statistics reset\n".utf8), afterMilliseconds: 0)
+        case ("POST", "/_sim/hold"):
+            holdAnswers()
+            return .respond(status: 200, body: Array("holding answers\n".utf8), afterMilliseconds: 0)
+        case ("POST", "/_sim/release"):
+            let count = heldAnswers
+            releaseAnswers()
+            return .respond(status: 200, body: Array("released \(count) answers\n".utf8), afterMilliseconds: 0)
+        default:
+            return nil
+        }
+    }
+
+    /// API v2: `/pay/closeorder` and `/pay/orderquery`, signed XML.
+    func replyV2(
+        method: String, path: String, body: [UInt8], behaviour: SimulatorBehaviour, inFlight: inout String?
+    ) -> SimulatorReply {
+        let delay = behaviour.latencyMilliseconds
         let endpoint: Endpoint
         switch path {
         case "/pay/closeorder": endpoint = .close
@@ -364,12 +376,25 @@ public final class SimulatedWeChatPay: Sendable {
             var fields = signedFields(["result_code": "SUCCESS"], context)
             fields["sign"] = nil
             return .respond(status: 200, body: Array(FlatXML.encode(fields).utf8), afterMilliseconds: delay)
+        case .doctype, .billionLaughs, .huge:
+            return .respond(status: 200, body: Self.hostileBody(fault), afterMilliseconds: delay)
+        case .invalidUTF8:
+            guard case .respond(_, var body, _) = signed(["result_code": "SUCCESS"], context) else { return .hang }
+            body.insert(contentsOf: [0xFF, 0xFE, 0xC0], at: body.count / 2)
+            return .respond(status: 200, body: body, afterMilliseconds: delay)
+        }
+    }
+
+    /// Bodies no parser should expand or read whole: an external entity, nested entities
+    /// ("billion laughs"), and 10 MB.
+    static func hostileBody(_ fault: SimulatedFault) -> [UInt8] {
+        switch fault {
         case .doctype:
             let body = """
                 <?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\
                 <xml><return_code>SUCCESS</return_code><result_code>&xxe;</result_code></xml>
                 """
-            return .respond(status: 200, body: Array(body.utf8), afterMilliseconds: delay)
+            return Array(body.utf8)
         case .billionLaughs:
             var body = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY lol \"lol\">"
             for level in 1...9 {
@@ -378,16 +403,14 @@ public final class SimulatedWeChatPay: Sendable {
                     + "\">"
             }
             body += "]><xml><return_code>&lol9;</return_code></xml>"
-            return .respond(status: 200, body: Array(body.utf8), afterMilliseconds: delay)
+            return Array(body.utf8)
         case .huge:
             var body = Array("<xml><return_code>SUCCESS</return_code><padding>".utf8)
             body += [UInt8](repeating: UInt8(ascii: "x"), count: 10 * 1024 * 1024)
             body += Array("</padding></xml>".utf8)
-            return .respond(status: 200, body: body, afterMilliseconds: delay)
-        case .invalidUTF8:
-            guard case .respond(_, var body, _) = signed(["result_code": "SUCCESS"], context) else { return .hang }
-            body.insert(contentsOf: [0xFF, 0xFE, 0xC0], at: body.count / 2)
-            return .respond(status: 200, body: body, afterMilliseconds: delay)
+            return body
+        default:
+            return []
         }
     }
 

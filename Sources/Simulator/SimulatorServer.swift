@@ -96,52 +96,61 @@ final class SimulatorHTTPHandler: ChannelInboundHandler {
                 send(status: 413, body: Array("request too large".utf8), keepAlive: false, context: context)
                 return
             }
-            let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
-            var headers: [String: String] = [:]
-            for header in head.headers { headers[header.name.lowercased()] = header.value }
-            var inFlight: String?
-            let reply = simulator.reply(
-                method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers, inFlight: &inFlight)
-            unanswered = inFlight
-            let keepAlive = head.isKeepAlive
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            // The simulator's own endpoints answer even while answers are held.
-            let after = path.hasPrefix("/_sim/") ? Self.after : Self.afterRelease(of: simulator)
-            switch reply {
-            case .respond(let status, let body, let delay):
-                after(delay, context.eventLoop) {
-                    let (handler, context) = loopBound.value
-                    handler.send(status: status, body: body, keepAlive: keepAlive, context: context)
-                }
-            case .respondWithHeaders(let status, let headers, let body, let delay):
-                after(delay, context.eventLoop) {
-                    let (handler, context) = loopBound.value
-                    handler.send(status: status, body: body, keepAlive: keepAlive, context: context, extraHeaders: headers)
-                }
-            case .hang:
-                break
-            case .drop(let delay):
-                after(delay, context.eventLoop) {
-                    let (handler, context) = loopBound.value
-                    handler.markAnswered()
-                    context.close(promise: nil)
-                }
-            case .truncated(let body, let delay):
-                after(delay, context.eventLoop) {
-                    let (handler, context) = loopBound.value
-                    handler.markAnswered()
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
-                    headers.add(name: "Content-Length", value: "\(body.count)")
-                    context.write(
-                        handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
-                        promise: nil)
-                    let half = context.channel.allocator.buffer(bytes: body.prefix(body.count / 2))
-                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(half)))).whenComplete { _ in
-                        context.close(promise: nil)
-                    }
-                }
+            answer(head, context: context)
+        }
+    }
+
+    /// Asks the simulator for the reply to a complete request and carries it out, after its
+    /// delay (and, unless it is a `/_sim/` control, after held answers are released).
+    private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+        var headers: [String: String] = [:]
+        for header in head.headers { headers[header.name.lowercased()] = header.value }
+        var inFlight: String?
+        let reply = simulator.reply(
+            method: head.method.rawValue, path: path, body: body, uri: head.uri, headers: headers, inFlight: &inFlight)
+        unanswered = inFlight
+        let keepAlive = head.isKeepAlive
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // The simulator's own endpoints answer even while answers are held.
+        let after = path.hasPrefix("/_sim/") ? Self.after : Self.afterRelease(of: simulator)
+        switch reply {
+        case .respond(let status, let body, let delay):
+            after(delay, context.eventLoop) {
+                let (handler, context) = loopBound.value
+                handler.send(status: status, body: body, keepAlive: keepAlive, context: context)
             }
+        case .respondWithHeaders(let status, let headers, let body, let delay):
+            after(delay, context.eventLoop) {
+                let (handler, context) = loopBound.value
+                handler.send(status: status, body: body, keepAlive: keepAlive, context: context, extraHeaders: headers)
+            }
+        case .hang:
+            break
+        case .drop(let delay):
+            after(delay, context.eventLoop) {
+                let (handler, context) = loopBound.value
+                handler.markAnswered()
+                context.close(promise: nil)
+            }
+        case .truncated(let body, let delay):
+            after(delay, context.eventLoop) {
+                let (handler, context) = loopBound.value
+                handler.sendHalf(of: body, context: context)
+            }
+        }
+    }
+
+    /// Sends the head and half of `body`, then closes the connection.
+    private func sendHalf(of body: [UInt8], context: ChannelHandlerContext) {
+        markAnswered()
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        let half = context.channel.allocator.buffer(bytes: body.prefix(body.count / 2))
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(half)))).whenComplete { _ in
+            context.close(promise: nil)
         }
     }
 

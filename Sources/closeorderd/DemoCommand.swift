@@ -25,51 +25,26 @@ struct DemoCommand: AsyncParsableCommand {
         let values: String
     }
 
+    /// The demo's merchants: one on API v2 with a generated key, one on API v3 with a key
+    /// pair made for the demo.
+    static let merchantID = "1900000109"
+    static let v3MerchantID = "1900000333"
+
     func run() async throws {
         let logger = bootstrapLogging()
         let folder = FileManager.default.temporaryDirectory.appending(path: "closeorderd-demo-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let database = folder.appending(path: "orders.sqlite").path
-        let merchantID = "1900000109"
         let key = try MerchantKey(Nonce.make())
-        // An API v3 merchant too, with a key pair made for the demo.
-        let v3MerchantID = "1900000333"
         let v3PrivateKey = try _RSA.Signing.PrivateKey(keySize: .bits2048)
-
-        let simulator = try SimulatedWeChatPay(
-            keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20),
-            v3Merchants: [v3MerchantID: v3PrivateKey.publicKey])
-        simulator.markPaid("DEMO-V3-PAID")
-        simulator.markPaying("DEMO-V3-USER-PAYING")
-        simulator.markPaid("DEMO-PAID-AT-WECHAT")
-        simulator.markClosed("DEMO-ALREADY-CLOSED")
-        simulator.setFault(FaultPlan(.systemError, times: 1), for: "DEMO-TRANSIENT-ERROR")
-        simulator.setFault(FaultPlan(.signError), for: "DEMO-SIGNERROR")
+        let simulator = try Self.scriptedSimulator(key: key, v3PublicKey: v3PrivateKey.publicKey)
         let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
-
-        var api = DaemonConfiguration.API()
-        api.baseURL = server.baseURL
-        api.timeoutSeconds = 2
-        api.backupBaseURL = nil
-        var reaper = DaemonConfiguration.ReaperSettings()
-        reaper.pollIntervalSeconds = 0.2
-        reaper.backoffBaseSeconds = 1
-        reaper.backoffMaxSeconds = 2
-        reaper.leaseSeconds = 10
-        let v3 = try V3Credentials(
-            mchID: v3MerchantID, serialNo: "DEMO0000000000000000000000000000000000V3",
-            privateKeyPEM: v3PrivateKey.pemRepresentation,
-            wechatpayPublicKeyPEM: simulator.wechatpayPublicKeyPEM, wechatpayPublicKeyID: SimulatedWeChatPay.wechatpayPublicKeyID)
-        let configuration = DaemonConfiguration(
-            database: database, api: api, reaper: reaper,
-            merchants: [
-                .init(mchID: merchantID, signType: .hmacSHA256, keySource: "(generated for the demo)", key: key),
-                .init(mchID: v3MerchantID, credentials: .v3(v3), keySource: "(generated for the demo)"),
-            ])
+        let configuration = try Self.configuration(
+            database: database, baseURL: server.baseURL, key: key, v3PrivateKey: v3PrivateKey, simulator: simulator)
 
         let store = try OrderStore(path: database)
         try await store.migrate()
-        let orders = Self.orders(merchantID: merchantID)
+        let orders = Self.orders(merchantID: Self.merchantID)
         try await store.withWriteTransaction { db in
             for order in orders {
                 try db.execute(sql: "INSERT INTO orders (\(order.columns)) VALUES (\(order.values))")
@@ -82,21 +57,71 @@ struct DemoCommand: AsyncParsableCommand {
         output(table.rendered + "\n")
 
         let client = WeChatPayClient(
-            baseURL: server.baseURL, timeoutSeconds: api.timeoutSeconds, maxConnections: reaper.concurrency)
+            baseURL: server.baseURL, timeoutSeconds: configuration.api.timeoutSeconds,
+            maxConnections: configuration.reaper.concurrency)
         let daemon = Reaper(configuration: configuration, store: store, client: client, logger: logger)
+        try await Self.runUntilSettled(daemon, store: store, policy: configuration.reaper.duePolicy)
+        await client.shutdown()
+        try await server.stop()
+        try await report(store, policy: configuration.reaper.duePolicy, database: database)
+    }
+
+    /// The simulator, told which demo orders are paid, closed, paying or failing.
+    static func scriptedSimulator(key: MerchantKey, v3PublicKey: _RSA.Signing.PublicKey) throws -> SimulatedWeChatPay {
+        let simulator = try SimulatedWeChatPay(
+            keys: [merchantID: key], behaviour: SimulatorBehaviour(latencyMilliseconds: 20),
+            v3Merchants: [v3MerchantID: v3PublicKey])
+        simulator.markPaid("DEMO-V3-PAID")
+        simulator.markPaying("DEMO-V3-USER-PAYING")
+        simulator.markPaid("DEMO-PAID-AT-WECHAT")
+        simulator.markClosed("DEMO-ALREADY-CLOSED")
+        simulator.setFault(FaultPlan(.systemError, times: 1), for: "DEMO-TRANSIENT-ERROR")
+        simulator.setFault(FaultPlan(.signError), for: "DEMO-SIGNERROR")
+        return simulator
+    }
+
+    /// A configuration for the simulator: short polls and backoff, so the demo ends in seconds.
+    static func configuration(
+        database: String, baseURL: String, key: MerchantKey, v3PrivateKey: _RSA.Signing.PrivateKey,
+        simulator: SimulatedWeChatPay
+    ) throws -> DaemonConfiguration {
+        var api = DaemonConfiguration.API()
+        api.baseURL = baseURL
+        api.timeoutSeconds = 2
+        api.backupBaseURL = nil
+        var reaper = DaemonConfiguration.ReaperSettings()
+        reaper.pollIntervalSeconds = 0.2
+        reaper.backoffBaseSeconds = 1
+        reaper.backoffMaxSeconds = 2
+        reaper.leaseSeconds = 10
+        let v3 = try V3Credentials(
+            mchID: v3MerchantID, serialNo: "DEMO0000000000000000000000000000000000V3",
+            privateKeyPEM: v3PrivateKey.pemRepresentation,
+            wechatpayPublicKeyPEM: simulator.wechatpayPublicKeyPEM, wechatpayPublicKeyID: SimulatedWeChatPay.wechatpayPublicKeyID)
+        return DaemonConfiguration(
+            database: database, api: api, reaper: reaper,
+            merchants: [
+                .init(mchID: merchantID, signType: .hmacSHA256, keySource: "(generated for the demo)", key: key),
+                .init(mchID: v3MerchantID, credentials: .v3(v3), keySource: "(generated for the demo)"),
+            ])
+    }
+
+    /// Passes until no order waits for a retry and nothing is due (at most 30 s).
+    static func runUntilSettled(_ daemon: Reaper, store: OrderStore, policy: DuePolicy) async throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             try await daemon.runOnce()
             let waiting = try await store.orders(inState: .pending, limit: 100).filter { $0.attempts > 0 }
-            let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: reaper.duePolicy)
+            let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: policy)
             if waiting.isEmpty && summary.due == 0 { break }
             try await Task.sleep(for: .milliseconds(200))
         }
-        await client.shutdown()
-        try await server.stop()
+    }
 
+    /// What `closeorderd query` shows afterwards.
+    func report(_ store: OrderStore, policy: DuePolicy, database: String) async throws {
         let report = QueryReport(json: false)
-        let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: reaper.duePolicy)
+        let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: policy)
         output("\n== closeorderd query ==\n" + report.summary(summary))
         var all: [OrderRecord] = []
         for state in OrderState.allCases { all += try await store.orders(inState: state, limit: 100) }

@@ -65,6 +65,44 @@ struct SimulateCommand: AsyncParsableCommand {
     var idleTimeoutSeconds = 60.0
 
     func run() async throws {
+        let (merchantKeys, v3Keys) = try merchants()
+        for rate in [errorRate, http500Rate, timeoutRate] where !(0...1).contains(rate) {
+            throw ValidationError("rates are fractions from 0 to 1, got \(rate)")
+        }
+        let (host, port) = try hostAndPort()
+        guard idleTimeoutSeconds > 0, idleTimeoutSeconds <= 86_400 else {
+            throw ValidationError("--idle-timeout-seconds must be more than 0 and at most 86400")
+        }
+        let simulator = try SimulatedWeChatPay(
+            keys: merchantKeys,
+            behaviour: SimulatorBehaviour(
+                latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate),
+            callLog: try openCallLog(), v3Merchants: v3Keys)
+        if let wechatpayKeyOut {
+            try simulator.wechatpayPublicKeyPEM.write(toFile: wechatpayKeyOut, atomically: true, encoding: .utf8)
+        }
+        try script(simulator)
+        let server = try await SimulatorServer.start(
+            simulator, host: host, port: port, idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)))
+        // SIGTERM and SIGINT close the listening socket: the command then ends with status 0.
+        let stopSignals = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { Task { try? await server.stop() } }
+            source.resume()
+            return source
+        }
+        defer { stopSignals.forEach { $0.cancel() } }
+        FileHandle.standardOutput.write(Data("simulator listening on \(server.baseURL)\n".utf8))
+        if !v3Keys.isEmpty {
+            FileHandle.standardOutput.write(
+                Data("v3 answers signed by wechatpay_public_key_id \(SimulatedWeChatPay.wechatpayPublicKeyID)\n".utf8))
+        }
+        try await server.waitUntilClosed()
+    }
+
+    /// The v2 keys (`--key`) and v3 public keys (`--v3-merchant`) of the merchants served.
+    func merchants() throws -> ([String: MerchantKey], [String: _RSA.Signing.PublicKey]) {
         var merchantKeys: [String: MerchantKey] = [:]
         for entry in keys {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
@@ -88,33 +126,32 @@ struct SimulateCommand: AsyncParsableCommand {
         guard !merchantKeys.isEmpty || !v3Keys.isEmpty else {
             throw ValidationError("give at least one --key MCH_ID=KEYFILE or --v3-merchant MCH_ID=PUBLIC_KEY_PEM")
         }
-        for rate in [errorRate, http500Rate, timeoutRate] where !(0...1).contains(rate) {
-            throw ValidationError("rates are fractions from 0 to 1, got \(rate)")
-        }
+        return (merchantKeys, v3Keys)
+    }
+
+    func hostAndPort() throws -> (String, Int) {
         let hostPort = listen.split(separator: ":", omittingEmptySubsequences: false)
         guard hostPort.count == 2, let port = Int(hostPort[1]), (0...65535).contains(port) else {
             throw ValidationError("--listen takes HOST:PORT with a port from 0 (any free one) to 65535, got \(listen)")
         }
+        return (String(hostPort[0]), port)
+    }
 
-        var logHandle: FileHandle?
-        if let callLog {
-            if !FileManager.default.fileExists(atPath: callLog) {
-                _ = FileManager.default.createFile(atPath: callLog, contents: nil)
-            }
-            guard let handle = FileHandle(forWritingAtPath: callLog) else {
-                throw ValidationError("cannot write --call-log \(callLog)")
-            }
-            handle.seekToEndOfFile()
-            logHandle = handle
+    /// `--call-log`, opened for appending.
+    func openCallLog() throws -> FileHandle? {
+        guard let callLog else { return nil }
+        if !FileManager.default.fileExists(atPath: callLog) {
+            _ = FileManager.default.createFile(atPath: callLog, contents: nil)
         }
-        let simulator = try SimulatedWeChatPay(
-            keys: merchantKeys,
-            behaviour: SimulatorBehaviour(
-                latencyMilliseconds: latencyMs, systemErrorRate: errorRate, http500Rate: http500Rate, timeoutRate: timeoutRate),
-            callLog: logHandle, v3Merchants: v3Keys)
-        if let wechatpayKeyOut {
-            try simulator.wechatpayPublicKeyPEM.write(toFile: wechatpayKeyOut, atomically: true, encoding: .utf8)
+        guard let handle = FileHandle(forWritingAtPath: callLog) else {
+            throw ValidationError("cannot write --call-log \(callLog)")
         }
+        handle.seekToEndOfFile()
+        return handle
+    }
+
+    /// The trade states and faults given on the command line.
+    func script(_ simulator: SimulatedWeChatPay) throws {
         paid.forEach(simulator.markPaid)
         closed.forEach(simulator.markClosed)
         paying.forEach(simulator.markPaying)
@@ -126,25 +163,5 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             simulator.setFault(plan, for: parts[0])
         }
-        guard idleTimeoutSeconds > 0, idleTimeoutSeconds <= 86_400 else {
-            throw ValidationError("--idle-timeout-seconds must be more than 0 and at most 86400")
-        }
-        let server = try await SimulatorServer.start(
-            simulator, host: String(hostPort[0]), port: port, idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)))
-        // SIGTERM and SIGINT close the listening socket: the command then ends with status 0.
-        let stopSignals = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler { Task { try? await server.stop() } }
-            source.resume()
-            return source
-        }
-        defer { stopSignals.forEach { $0.cancel() } }
-        FileHandle.standardOutput.write(Data("simulator listening on \(server.baseURL)\n".utf8))
-        if !v3Keys.isEmpty {
-            FileHandle.standardOutput.write(
-                Data("v3 answers signed by wechatpay_public_key_id \(SimulatedWeChatPay.wechatpayPublicKeyID)\n".utf8))
-        }
-        try await server.waitUntilClosed()
     }
 }

@@ -51,6 +51,9 @@ import WeChatPay
             ["run", "--config", setup.configFile], in: setup.database.directory,
             environment: ["NOTIFY_SOCKET": socket.address, "WATCHDOG_USEC": "200000"])
         try await DaemonProcess.waitUntil(timeout: 20, "READY=1") { socket.lines.contains("READY=1") }
+        try await DaemonProcess.waitUntil(timeout: 20, "three pings while healthy") {
+            socket.messages.filter { $0.text.contains("WATCHDOG=1") }.count >= 3
+        }
         // An order that becomes due within a second, then the app holds the write lock for 4 s:
         // the claim waits on the lock, the loop is stuck.
         try await setup.database.app.write { db in

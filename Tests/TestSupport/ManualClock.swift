@@ -75,7 +75,7 @@ public final class ManualClock: DaemonClock {
     /// let passedAt = try await clock.drive { await limiter.acquire("1900000109"); return clock.now }
     /// ```
     public func drive<T: Sendable>(
-        within limit: Duration = .seconds(10), _ work: @escaping @Sendable () async -> T
+        within limit: Duration = .seconds(60), _ work: @escaping @Sendable () async -> T
     ) async throws -> T {
         let outcome = Outcome<T>()
         let task = Task {
@@ -98,7 +98,7 @@ public final class ManualClock: DaemonClock {
     }
 
     /// Waits (in real time, without blocking a thread) until `count` tasks sleep on this clock.
-    public func waitForSleepers(_ count: Int, within limit: Duration = .seconds(10)) async throws {
+    public func waitForSleepers(_ count: Int, within limit: Duration = .seconds(60)) async throws {
         let giveUp = ContinuousClock.now + limit
         while sleepers < count {
             guard ContinuousClock.now < giveUp else {
