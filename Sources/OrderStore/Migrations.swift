@@ -81,15 +81,18 @@ enum Migrator {
         let migrator = migrator(recordingIn: appliedNow)
         guard let identifier = EmbeddedMigration.all.filter({ $0.version <= target }).max(by: { $0.version < $1.version })?.fileName
         else { return [] }
-        let before = try writer.read { db in try appliedVersions(db) }.count
-        for round in 1...5 {
+        // Retried only while another process is making progress: each retry must find more
+        // versions applied than the round before.
+        var applied = try writer.read { db in try appliedVersions(db) }.count
+        while true {
             do {
                 try writer.barrierWriteWithoutTransaction { db in try prepare(db) }
                 try migrator.migrate(writer, upTo: identifier)
                 break
-            } catch let error as DatabaseError where round < 5 {
-                let applied = try writer.read { db in try appliedVersions(db) }
-                guard applied.count > before else { throw error }
+            } catch let error as DatabaseError {
+                let now = try writer.read { db in try appliedVersions(db) }.count
+                guard now > applied else { throw error }
+                applied = now
             }
         }
         return appliedNow.versions.withLock { $0 }.sorted()

@@ -70,7 +70,7 @@ public final class OrderStore: Sendable {
     /// Fails if the file at `path` is no longer the one this store opened: it was deleted or
     /// replaced (restored from a backup, moved aside). Writing on would go to a file nobody
     /// reads; the daemon stops instead, and its supervisor starts it again on the new file.
-    public func verifyFileIsStillOurs() throws(StoreError) {
+    public func verifyStillOurs() throws(StoreError) {
         guard let fileIdentity else { return }
         guard let current = FileIdentity(path: path) else {
             throw StoreError(

@@ -53,8 +53,4 @@ public protocol OrderTable: Sendable {
     func attempts(orderID: Int64) async throws(StoreError) -> [AttemptHistoryRecord]
 }
 
-extension OrderStore: OrderTable {
-    public func verifyStillOurs() throws(StoreError) {
-        try verifyFileIsStillOurs()
-    }
-}
+extension OrderStore: OrderTable {}

@@ -99,7 +99,7 @@ public struct Reaper: Service {
             case .failure(let error):
                 logger.error(
                     "cannot record the outcome (try \(attempt) of 5)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
-                try? await Task.sleep(for: .seconds(1))
+                try? await clock.sleep(for: .seconds(1))
             }
         }
         logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)

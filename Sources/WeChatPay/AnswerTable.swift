@@ -3,16 +3,42 @@ public enum APIVersion: String, Sendable {
     case v2, v3
 }
 
+/// An answer that refused a call, as the answer table reads it.
+public struct Refusal: Sendable, Equatable {
+    /// What the table reads: the code under its v2 name, or what a v3 HTTP status alone
+    /// stands for (429 rate limited, 401 a bad signature, 202 a user paying).
+    public var meaning: String
+    /// The code as WeChat Pay sent it, recorded as `err_code`; nil when the answer carried none.
+    public var code: String?
+    /// `err_code_des` (v2) or the JSON `message` (v3).
+    public var description: String?
+    /// How messages name it: the code as sent, or the HTTP status.
+    public var shown: String
+
+    public init(meaning: String, code: String?, description: String?, shown: String) {
+        self.meaning = meaning
+        self.code = code
+        self.description = description
+        self.shown = shown
+    }
+
+    /// A v2 `result_code=FAIL` answer: its `err_code` means itself.
+    public init(v2Code code: String, description: String?) {
+        self.init(meaning: code, code: code, description: description, shown: code)
+    }
+}
+
 /// What each WeChat Pay error code means for a reaper, for v2 and v3 alike: the one table
 /// the protocol readers (`CloseOrderResponse`, `OrderQueryResponse`, `V3Answer`) consult
 /// once they have parsed and verified an answer. `../shared/wechatpay-v2-closeorder.md`
 /// tabulates the codes; the README's outcome tables say the same for operators.
 ///
 /// ```swift
-/// AnswerTable.closeVerdict(code: "ORDER_CLOSED", description: nil, api: .v3).outcome  // .closed
+/// AnswerTable.closeVerdict(Refusal(v2Code: "ORDERCLOSED", description: nil), api: .v2).outcome  // .closed
 /// ```
 public enum AnswerTable {
     /// v3 spells some codes with an underscore; the table knows them by their v2 name.
+    /// (`USER_PAYING` is v3's alone: a v2 close never answers that a user is paying.)
     public static func normalised(_ code: String) -> String {
         switch code {
         case "ORDER_NOT_EXIST": "ORDERNOTEXIST"
@@ -20,71 +46,72 @@ public enum AnswerTable {
         case "ORDER_CLOSED": "ORDERCLOSED"
         case "SYSTEM_ERROR": "SYSTEMERROR"
         case "SIGN_ERROR": "SIGNERROR"
-        case "USER_PAYING": "USERPAYING"
         default: code
         }
     }
 
-    /// Every normalised code the table gives a meaning of its own; others are final failures.
+    /// Every meaning the table gives a verdict of its own; other codes are final failures.
     public static let knownCodes: Set<String> = [
-        "ORDERPAID", "ORDERCLOSED", "ORDERNOTEXIST", "USERPAYING", "SYSTEMERROR", "FREQUENCY_LIMITED", "RULE_LIMIT",
+        "ORDERPAID", "ORDERCLOSED", "ORDERNOTEXIST", "USER_PAYING", "SYSTEMERROR", "FREQUENCY_LIMITED", "RULE_LIMIT",
         "SIGNERROR", "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD", "PARAM_ERROR", "INVALID_REQUEST", "NO_AUTH",
     ]
 
-    /// The verdict on a close that WeChat Pay refused with `code` (as sent; recorded as sent,
-    /// except that every spelling of "no such order" is recorded as `ORDERNOTEXIST`).
-    public static func closeVerdict(code: String, description: String?, api: APIVersion) -> CloseVerdict {
-        let detail = description.map { " (\($0))" } ?? ""
-        let make = { (outcome: CloseOutcome, message: String) in
-            CloseVerdict(outcome: outcome, errCode: code, errCodeDes: description, message: message)
-        }
-        switch normalised(code) {
+    /// The verdict on a refused close. The row records the code as sent, except that every
+    /// spelling of "no such order" is recorded as `ORDERNOTEXIST`.
+    public static func closeVerdict(_ refusal: Refusal, api: APIVersion) -> CloseVerdict {
+        let (shown, detail) = (refusal.shown, refusal.description.map { " (\($0))" } ?? "")
+        var verdict = CloseVerdict(
+            outcome: .failed, errCode: refusal.code, errCodeDes: refusal.description,
+            message: "WeChat Pay answered err_code=\(shown)\(detail); not retried automatically")
+        switch refusal.meaning {
         case "ORDERPAID":
-            return make(.paid, "WeChat Pay says the order is paid (\(code)); it was not closed: reconcile the payment")
+            (verdict.outcome, verdict.message) =
+                (.paid, "WeChat Pay says the order is paid (\(shown)); it was not closed: reconcile the payment")
         case "ORDERCLOSED":
-            return make(.closed, "already closed at WeChat Pay (\(code))")
+            (verdict.outcome, verdict.message) = (.closed, "already closed at WeChat Pay (\(shown))")
         case "ORDERNOTEXIST":
-            var verdict = make(.closed, "WeChat Pay has no such order (\(code)): nothing can be paid")
+            (verdict.outcome, verdict.message) = (.closed, "WeChat Pay has no such order (\(shown)): nothing can be paid")
             verdict.errCode = "ORDERNOTEXIST"
-            return verdict
-        case "USERPAYING":
-            return make(
-                .paymentUnderWay, "the user is paying right now (\(code)): not closed; will confirm with an order query")
+        case "USER_PAYING":
+            (verdict.outcome, verdict.message) =
+                (.paymentUnderWay, "the user is paying right now (\(shown)): not closed; will confirm with an order query")
         case "SYSTEMERROR":
-            return make(.retry, "WeChat Pay had an internal error (\(code))\(detail); will retry")
+            (verdict.outcome, verdict.message) = (.retry, "WeChat Pay had an internal error (\(shown))\(detail); will retry")
         case "FREQUENCY_LIMITED":
-            var verdict = make(.retry, "WeChat Pay rate-limited the call (\(code))\(detail); will retry later")
+            (verdict.outcome, verdict.message) =
+                (.retry, "WeChat Pay rate-limited the call (\(shown))\(detail); will retry later")
             verdict.symptom = .frequencyLimited
-            return verdict
         case "RULE_LIMIT":
-            return make(.retry, "WeChat Pay refused for now (\(code))\(detail); will retry")
+            (verdict.outcome, verdict.message) = (.retry, "WeChat Pay refused for now (\(shown))\(detail); will retry")
         case "SIGNERROR":
-            return make(.failed, "WeChat Pay rejected the signature (\(code))\(detail): \(signatureHint(api))")
+            verdict.message = "WeChat Pay rejected the signature (\(shown))\(detail): \(signatureHint(api))"
         case "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD":
-            return make(.failed, "WeChat Pay rejected the request format (\(code))\(detail): a closeorderd bug, please report it")
+            verdict.message = "WeChat Pay rejected the request format (\(shown))\(detail): a closeorderd bug, please report it"
         case "PARAM_ERROR", "INVALID_REQUEST", "NO_AUTH":
-            return make(.failed, "WeChat Pay refused the request (\(code))\(detail); not retried automatically")
+            verdict.message = "WeChat Pay refused the request (\(shown))\(detail); not retried automatically"
         default:
-            return make(.failed, "WeChat Pay answered err_code=\(code)\(detail); not retried automatically")
+            break
         }
+        return verdict
     }
 
-    /// The conclusion of an order query that WeChat Pay refused with `code`.
-    public static func queryConclusion(code: String, description: String?, api: APIVersion) -> QueryConclusion {
-        switch normalised(code) {
+    /// The conclusion of a refused order query.
+    public static func queryConclusion(_ refusal: Refusal, api: APIVersion) -> QueryConclusion {
+        let shown = refusal.shown
+        switch refusal.meaning {
         case "ORDERNOTEXIST":
             return .closed(nil, errCode: "ORDERNOTEXIST")
         case "SYSTEMERROR", "RULE_LIMIT":
             return .unclear(
-                UnusableAnswer(message: "WeChat Pay could not answer the query (\(code)); will retry"), errCode: code)
+                UnusableAnswer(message: "WeChat Pay could not answer the query (\(shown)); will retry"), errCode: refusal.code)
         case "FREQUENCY_LIMITED":
             return .unclear(
-                UnusableAnswer(message: "WeChat Pay rate-limited the query (\(code)); will retry", symptom: .frequencyLimited),
-                errCode: code)
+                UnusableAnswer(message: "WeChat Pay rate-limited the query (\(shown)); will retry", symptom: .frequencyLimited),
+                errCode: refusal.code)
         default:
             return .failed(
-                errCode: code, errCodeDes: description,
-                message: "WeChat Pay refused the order query (err_code=\(code)): \(signatureHint(api))")
+                errCode: refusal.code, errCodeDes: refusal.description,
+                message: "WeChat Pay refused the order query (err_code=\(shown)): \(signatureHint(api))")
         }
     }
 
@@ -102,7 +129,7 @@ public enum AnswerTable {
     static func signatureHint(_ api: APIVersion) -> String {
         switch api {
         case .v2: "check the merchant key and sign_type"
-        case .v3: "check serial_no and the merchant's v3 keys"
+        case .v3: "check serial_no and the merchant private key"
         }
     }
 }

@@ -70,6 +70,6 @@ public enum CloseOrderResponse {
             return CloseVerdict(
                 outcome: .retry, errCodeDes: errCodeDes, message: "answer has result_code=FAIL but no err_code; will retry")
         }
-        return AnswerTable.closeVerdict(code: errCode, description: errCodeDes, api: .v2)
+        return AnswerTable.closeVerdict(Refusal(v2Code: errCode, description: errCodeDes), api: .v2)
     }
 }

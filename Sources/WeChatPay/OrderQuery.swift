@@ -61,7 +61,7 @@ public enum OrderQueryResponse {
                             + "and err_code=\(fields["err_code"].map(Untrusted.quote) ?? "missing"); will retry"),
                     errCode: nil)
             }
-            return AnswerTable.queryConclusion(code: code, description: fields["err_code_des"], api: .v2)
+            return AnswerTable.queryConclusion(Refusal(v2Code: code, description: fields["err_code_des"]), api: .v2)
         }
         // A trade state is believed only from an answer that names this order's number.
         if let mismatch = order.v2AnswerMismatch(fields, orderNumberRequired: true) {

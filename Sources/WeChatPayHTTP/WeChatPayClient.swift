@@ -28,6 +28,8 @@ public struct Exchange: Sendable {
 /// answers a probe again (one call at most every `probeIntervalSeconds`).
 public final class WeChatPayClient: Sendable {
     public let hosts: HostSelector
+    /// The caller's clock, which `notAfter` instants are read on.
+    let clock: any DaemonClock
     let timeout: Duration
     let http: HTTPClient
 
@@ -38,6 +40,7 @@ public final class WeChatPayClient: Sendable {
         self.hosts = HostSelector(
             primary: baseURL, backup: backupBaseURL, probeInterval: .milliseconds(Int64(probeIntervalSeconds * 1000)),
             clock: clock)
+        self.clock = clock
         self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
@@ -165,11 +168,13 @@ public final class WeChatPayClient: Sendable {
         _ url: String, api: APIVersion, method: HTTPMethod, headers: [(String, String)], body: String,
         notAfter: ContinuousClock.Instant?
     ) async -> (answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool)? {
+        // `notAfter` is an instant of the caller's clock; the deadline of the I/O is real time.
         let started = ContinuousClock.now
         var deadline = started + timeout
         if let notAfter {
-            guard notAfter - started >= min(timeout, .seconds(1)) else { return nil }
-            deadline = min(deadline, notAfter)
+            let left = notAfter - clock.now
+            guard left >= min(timeout, .seconds(1)) else { return nil }
+            deadline = min(deadline, started + left)
         }
         var request = HTTPClientRequest(url: url)
         request.method = method

@@ -31,10 +31,4 @@ import Testing
             try await allowedValues(database, table: "close_attempts", column: "outcome")
                 == Set(HistoryOutcome.allCases.map(\.rawValue)))
     }
-
-    @Test func aValueOutsideTheVocabularyIsRefusedByTheSchema() async throws {
-        let database = try await TestDatabase.make()
-        defer { database.remove() }
-        #expect(throws: DatabaseError.self) { try database.insert("BADSTATE01", state: "cancelled") }
-    }
 }

@@ -8,6 +8,8 @@ import ConfigurationFile
 /// The rules of one attempt, as a table: no database, no HTTP, no clock.
 @Suite struct AttemptPolicyTests {
     static let now: Int64 = 1_800_000_000
+    /// No outage, the latest retry the backoff allows.
+    static let calm = AttemptPolicy.Circumstances(now: now, outageUnderWay: false, jitter: 1)
 
     static func policy(confirm: DaemonConfiguration.ConfirmMode = .none, maxAttempts: Int = 5) -> AttemptPolicy {
         var settings = DaemonConfiguration.ReaperSettings()
@@ -60,11 +62,11 @@ import ConfigurationFile
     func aQueryComesFirstWhereTheOutcomeIsUnknown(
         order: ClaimedOrder, confirm: DaemonConfiguration.ConfirmMode, first: AttemptPolicy.Step
     ) {
-        #expect(Self.policy(confirm: confirm).next(for: order, after: [], in: .init(now: Self.now)) == first)
+        #expect(Self.policy(confirm: confirm).next(for: order, after: [], in: Self.calm) == first)
     }
 
     @Test func aSingleAllowedAttemptIsNotPrecededByAQuery() {
-        #expect(Self.policy(maxAttempts: 1).next(for: Self.order(attempt: 1), after: [], in: .init(now: Self.now)) == .close)
+        #expect(Self.policy(maxAttempts: 1).next(for: Self.order(attempt: 1), after: [], in: Self.calm) == .close)
     }
 
     // MARK: After the close
@@ -77,11 +79,11 @@ import ConfigurationFile
 
     @Test(arguments: [AttemptPolicy.Answer.close(orderPaid), .close(userPaying)])
     func paidOrPayingAnswersAreConfirmedWithAQuery(answer: AttemptPolicy.Answer) {
-        #expect(Self.policy().next(for: Self.order(), after: [answer], in: .init(now: Self.now)) == .query)
+        #expect(Self.policy().next(for: Self.order(), after: [answer], in: Self.calm) == .query)
     }
 
     @Test func confirmAfterQueriesEveryClose() {
-        #expect(Self.policy(confirm: .after).next(for: Self.order(), after: [.close(Self.closed)], in: .init(now: Self.now)) == .query)
+        #expect(Self.policy(confirm: .after).next(for: Self.order(), after: [.close(Self.closed)], in: Self.calm) == .query)
     }
 
     @Test func aFailedAnswerFailsTheRowAtOnce() throws {
@@ -154,7 +156,7 @@ import ConfigurationFile
     // MARK: A query first
 
     @Test func aQueryFirstThatSaysNotPaidLeadsToTheClose() {
-        #expect(Self.policy().next(for: Self.order(recovered: true), after: [.query(.notPaid)], in: .init(now: Self.now)) == .close)
+        #expect(Self.policy().next(for: Self.order(recovered: true), after: [.query(.notPaid)], in: Self.calm) == .close)
     }
 
     @Test(arguments: [
@@ -169,13 +171,129 @@ import ConfigurationFile
         #expect(decision.errCode == errCode)
     }
 
-    @Test func anAttemptIsAtMostThreeCalls() throws {
-        let calls: [AttemptPolicy.Answer] = [.query(.notPaid), .close(Self.orderPaid), .query(.paid(.success, Self.payment))]
-        #expect(try decision(order: Self.order(recovered: true), after: calls).state == .paid)
+
+    // MARK: Rules pinned one by one
+
+    @Test(arguments: [
+        (QueryConclusion.paid(.success, payment), OrderState.paid), (.closed(.closed, errCode: nil), .closed),
+        (.paymentUnderWay(.accept), .pending),
+    ])
+    func aUserPayingCloseTakesWhatTheQueryFound(conclusion: QueryConclusion, state: OrderState) throws {
+        let found = try decision(after: [.close(Self.userPaying), .query(conclusion)])
+        #expect(found.state == state)
+    }
+
+    @Test func aPaidCloseStaysPaidWhateverTheQuerySays() throws {
+        let found = try decision(after: [.close(Self.orderPaid), .query(.closed(.closed, errCode: nil))])
+        #expect(found.state == .paid)
+        #expect(found.errCode == "ORDERPAID")
+    }
+
+    @Test func aQueryFirstRecordsTheTradeStateItFound() throws {
+        let found = try decision(order: Self.order(recovered: true), after: [.query(.closed(.revoked, errCode: nil))])
+        #expect(found.state == .closed)
+        #expect(found.tradeState == .revoked)
+        #expect(found.message.contains("REVOKED"))
+    }
+
+    @Test func theMessagesSayWhatHappened() throws {
+        let outage = try decision(order: Self.order(attempt: 2), after: [.close(Self.noAnswer)], outage: true)
+        #expect(outage.message.hasSuffix("(WeChat Pay looks down: this attempt does not count)"))
+        let unanswered = try decision(
+            Self.policy(confirm: .after), after: [.close(Self.closed), .query(.unclear(UnusableAnswer(message: "?"), errCode: nil))])
+        #expect(unanswered.message.hasSuffix("; the confirming order query gave no answer"))
+    }
+
+    @Test(arguments: [(0.2, 1 as Int64), (30, 30), (45.5, 46), (600, 60)])
+    func aPaymentUnderWayIsAskedAboutAgainAfterTheBaseClampedToAMinute(base: Double, wait: Int64) throws {
+        var settings = DaemonConfiguration.ReaperSettings()
+        settings.backoffBaseSeconds = base
+        settings.backoffMaxSeconds = max(base, 3600)
+        let found = try decision(AttemptPolicy(settings: settings), after: [.close(Self.userPaying), .query(.notPaid)])
+        #expect(found.nextAttemptAt == Self.now + wait)
+    }
+
+    @Test func theDescriptionOfAnErrorIsKept() throws {
+        let verdict = CloseVerdict(outcome: .failed, errCode: "SIGNERROR", errCodeDes: "签名错误", message: "m")
+        #expect(try decision(after: [.close(verdict)]).errCodeDes == "签名错误")
+    }
+
+    @Test func aNotPaidAfterAConfirmedCloseOnTheLastAttemptGivesUp() throws {
+        let found = try decision(
+            Self.policy(confirm: .after, maxAttempts: 3), order: Self.order(attempt: 3),
+            after: [.query(.notPaid), .close(Self.closed), .query(.notPaid)])
+        #expect(found.state == .failed)
+        #expect(found.tradeState == .notPaid)
+    }
+
+    @Test func noSequenceOfAnswersAsksForAFourthCall() {
+        let closes = [Self.closed, Self.orderPaid, Self.userPaying, Self.systemError, Self.signError]
+        let queries: [QueryConclusion] = [
+            .paid(.success, Self.payment), .closed(nil, errCode: "ORDERNOTEXIST"), .notPaid, .paymentUnderWay(.userPaying),
+            .unclear(UnusableAnswer(message: "?"), errCode: nil), .failed(errCode: nil, errCodeDes: nil, message: "m"),
+        ]
+        for confirm in DaemonConfiguration.ConfirmMode.allCases {
+            let policy = Self.policy(confirm: confirm)
+            for order in [Self.order(), Self.order(recovered: true)] {
+                var sequences: [[AttemptPolicy.Answer]] = [[]]
+                for depth in 0...3 {
+                    var next: [[AttemptPolicy.Answer]] = []
+                    for sequence in sequences {
+                        switch policy.next(for: order, after: sequence, in: Self.calm) {
+                        case .record: continue
+                        case .close: next += closes.map { sequence + [.close($0)] }
+                        case .query: next += queries.map { sequence + [.query($0)] }
+                        }
+                    }
+                    #expect(depth < 3 || next.isEmpty, "a fourth call after \(next.first ?? [])")
+                    sequences = next
+                }
+            }
+        }
     }
 }
 
 struct PolicyTestError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
+}
+
+/// How each answer reads in the history, and which answers tell the breaker WeChat Pay is up.
+@Suite struct HistoryLineTests {
+    @Test(arguments: [
+        (CloseOutcome.closed, HistoryOutcome.closed), (.paid, .paid), (.retry, .retry), (.failed, .failed),
+        (.paymentUnderWay, .paying),
+    ])
+    func aCloseIsRecordedUnderItsOutcome(outcome: CloseOutcome, recorded: HistoryOutcome) {
+        let line = AttemptPolicy.Answer.close(CloseVerdict(outcome: outcome, errCode: "E", errCodeDes: "D", message: "m")).historyLine
+        #expect(line == HistoryLine(call: .closeorder, outcome: recorded, errCode: "E", errCodeDes: "D", message: "m"))
+    }
+
+    @Test func aQueryIsRecordedWithWhatItFound() {
+        let lines = [
+            QueryConclusion.paid(.success, PaymentDetails()), .closed(nil, errCode: "ORDERNOTEXIST"), .notPaid,
+            .paymentUnderWay(.userPaying), .unclear(UnusableAnswer(message: "busy", symptom: .serverError), errCode: "X"),
+            .failed(errCode: "SIGNERROR", errCodeDes: "d", message: "bad key"),
+        ].map { AttemptPolicy.Answer.query($0).historyLine }
+        #expect(lines.allSatisfy { $0.call == .orderquery })
+        #expect(lines.map(\.outcome) == [.paid, .closed, .notPaid, .paying, .retry, .failed])
+        #expect(lines.map(\.message) == [
+            "order query: trade_state=SUCCESS", "order query: ORDERNOTEXIST", "order query: trade_state=NOTPAY",
+            "order query: trade_state=USERPAYING", "order query: busy", "order query: bad key",
+        ])
+        #expect(lines.map(\.errCode) == [nil, "ORDERNOTEXIST", nil, nil, "X", "SIGNERROR"])
+        #expect(lines[4].symptom == .serverError)
+    }
+
+    @Test func onlyAnswersFromAWorkingWeChatPayCountAsUsable() {
+        let limited = UnusableAnswer(message: "slow down", symptom: .frequencyLimited)
+        let down = UnusableAnswer(message: "no answer", symptom: .noAnswer)
+        #expect(AttemptPolicy.Answer.close(CloseVerdict(outcome: .closed, message: "m")).isUsable)
+        #expect(AttemptPolicy.Answer.close(CloseVerdict(outcome: .failed, message: "m")).isUsable)
+        #expect(AttemptPolicy.Answer.close(CloseVerdict(limited)).isUsable, "a rate limit is an answer")
+        #expect(!AttemptPolicy.Answer.close(CloseVerdict(down)).isUsable)
+        #expect(AttemptPolicy.Answer.query(.notPaid).isUsable)
+        #expect(AttemptPolicy.Answer.query(.unclear(limited, errCode: nil)).isUsable)
+        #expect(!AttemptPolicy.Answer.query(.unclear(down, errCode: nil)).isUsable)
+    }
 }

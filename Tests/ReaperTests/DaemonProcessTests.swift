@@ -20,11 +20,13 @@ import Testing
         let simulator = setup.simulator.simulator
         simulator.holdAnswers()
         defer { simulator.releaseAnswers() }
-        for index in 0..<8 { try setup.database.insert("INFLIGHT\(1000 + index)") }
+        // 24 due orders and 16 call slots (the default concurrency): 16 calls in flight, the
+        // other 8 claimed and queued behind them. The signal must not wait for a slot to free.
+        for index in 0..<24 { try setup.database.insert("INFLIGHT\(1000 + index)") }
         let daemon = try setup.daemon()
         func ours() -> Int { simulator.stats.closeCalls.keys.filter { $0.hasPrefix("INFLIGHT") }.count }
-        try await DaemonProcess.waitUntil(timeout: 60, "all 8 calls arrived") { ours() == 8 }
-        #expect(try setup.count("closing") == 8, "the calls are in flight when the signal comes")
+        try await DaemonProcess.waitUntil(timeout: 60, "16 calls arrived") { ours() == 16 }
+        try await DaemonProcess.waitUntil(timeout: 60, "the rest claimed") { try setup.count("closing") == 24 }
         daemon.signal(SIGTERM)
         try await DaemonProcess.waitUntil(timeout: 60, "the daemon waits for its calls") {
             daemon.stderr.contains("waiting for calls in flight") || !daemon.process.isRunning
@@ -33,7 +35,9 @@ import Testing
         simulator.releaseAnswers()
         let status = try await daemon.waitForExit(timeout: 60)
         #expect(status == 0, "\(daemon.stderr)")
-        #expect(try setup.count("closed") == 8, "every in-flight call was recorded before exit: \(daemon.stderr)")
+        #expect(ours() == 16, "no queued order was called after the signal")
+        #expect(try setup.count("closed") == 16, "every in-flight call was recorded before exit: \(daemon.stderr)")
+        #expect(try setup.count("pending") == 8, "claimed but unstarted orders went back")
         #expect(try setup.count("closing") == 0)
         #expect(daemon.stderr.contains("stopped"))
     }

@@ -65,12 +65,11 @@ struct ReaperWorld {
     }
 }
 
-/// The reaper's clock in tests: stopped at the time the test began (so that a slow machine
-/// cannot make a backoff run out between two steps of a test), moved only by `advance`.
-/// `running: true` lets it follow the wall clock, for tests of the daemon loop itself.
-/// Row time frozen (or running) and advanced by the test, so that orders become due and
-/// leases expire on demand; monotonic time and sleeps stay real, since the world's calls go
-/// over real loopback HTTP.
+/// The reaper's clock in end-to-end tests. Row time is stopped at the time the test began
+/// (so that a slow machine cannot make a backoff run out between two steps of a test) and
+/// moved only by `advance`; `running: true` lets it follow the wall clock, for tests of the
+/// daemon loop itself. Monotonic time and sleeps stay real: the world's calls go over real
+/// loopback HTTP. (Timing logic without I/O is tested on `ManualClock` instead.)
 final class TestClock: DaemonClock, @unchecked Sendable {
     private let lock = NSLock()
     private let start = Int64(Date().timeIntervalSince1970)

@@ -89,11 +89,10 @@ public final class ManualClock: DaemonClock {
                 task.cancel()
                 throw ManualClockError(message: "the work did not end within \(limit) (\(sleepers) sleepers)")
             }
-            if sleepers > 0 {
-                advanceToNextDeadline()
-            } else {
-                try await Task.sleep(for: .milliseconds(1))
-            }
+            // One deadline at a time, then real time for the woken tasks to run (and sleep
+            // again, perhaps until an earlier instant than the next sleeper's).
+            if sleepers > 0 { advanceToNextDeadline() }
+            try await Task.sleep(for: .milliseconds(1))
         }
     }
 

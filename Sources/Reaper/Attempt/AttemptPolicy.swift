@@ -50,7 +50,7 @@ public struct AttemptPolicy: Sendable, Equatable {
         /// Where in the backoff window a retry lands, from 0 to 1 (full jitter).
         public var jitter: Double
 
-        public init(now: Int64, outageUnderWay: Bool = false, jitter: Double = 1) {
+        public init(now: Int64, outageUnderWay: Bool, jitter: Double) {
             self.now = now
             self.outageUnderWay = outageUnderWay
             self.jitter = jitter

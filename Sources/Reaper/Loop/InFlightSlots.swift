@@ -40,15 +40,20 @@ final class InFlightSlots: Sendable {
         }?.resume()
     }
 
-    /// Returns once at least one slot is free. Only the poll loop waits, so one waiter at most.
+    /// Returns once at least one slot is free, or the task is cancelled (graceful shutdown
+    /// must not wait for a call to end). Only the poll loop waits, so one waiter at most.
     func waitForFreeSlot() async {
-        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if state.inUse < state.capacity { return true }
-                state.waiter = waiter
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state -> Bool in
+                    if state.inUse < state.capacity || Task.isCancelled { return true }
+                    state.waiter = waiter
+                    return false
+                }
+                if ready { waiter.resume() }
             }
-            if ready { waiter.resume() }
+        } onCancel: {
+            state.withLock { $0.waiter.take() }?.resume()
         }
     }
 }

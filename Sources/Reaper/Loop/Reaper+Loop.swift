@@ -75,7 +75,7 @@ extension Reaper {
             try? await pause(settings.pollIntervalSeconds)
             progress.exhausted = false
         case .waitForFreeSlot:
-            await slots.waitForFreeSlot()
+            await cancelWhenGracefulShutdown { await slots.waitForFreeSlot() }
         case .stop:
             return false
         }

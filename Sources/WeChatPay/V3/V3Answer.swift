@@ -77,10 +77,11 @@ public enum V3Answer {
         }
         if answer.status == 204 { return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay (204)") }
         let (code, description) = error(answer.body)
-        if let key = tableCode(status: answer.status, code: code) {
-            return AnswerTable.closeVerdict(code: key, description: description, api: .v3)
+        if let meaning = closeMeaning(status: answer.status, code: code) {
+            return AnswerTable.closeVerdict(
+                Refusal(meaning: meaning, code: code, description: description, shown: code ?? "\(answer.status)"), api: .v3)
         }
-        if (200..<400).contains(answer.status) || answer.status == 408 {
+        if isUnexpected(answer.status) {
             return CloseVerdict(
                 outcome: .retry, errCode: code, errCodeDes: description,
                 message: "unexpected HTTP \(answer.status) to a close; will retry")
@@ -92,18 +93,30 @@ public enum V3Answer {
         )
     }
 
-    /// The code the answer table knows this answer by: a known code in the body wins, then
-    /// what the status alone means (202 a user paying, 401 a bad signature, 404 no such
-    /// order, 429 rate limited), then the body's code as it is.
-    static func tableCode(status: Int, code: String?) -> String? {
-        if status == 202 { return code.map(AnswerTable.normalised) == "USERPAYING" ? code : "USER_PAYING" }
-        if let code, AnswerTable.knownCodes.contains(AnswerTable.normalised(code)) { return code }
-        switch status {
-        case 401: return "SIGN_ERROR"
-        case 404: return "ORDERNOTEXIST"
-        case 429: return "FREQUENCY_LIMITED"
-        default: return (200..<400).contains(status) || status == 408 ? nil : code
-        }
+    /// A signed answer with a status no refusal uses: retried, never final.
+    static func isUnexpected(_ status: Int) -> Bool { (200..<400).contains(status) || status == 408 }
+
+    /// The answer table's meaning of a refused close, from the status and the body's code:
+    /// 202 is a user paying whatever the code; a code that settles the order comes next; then
+    /// 429 (rate limited), any other code the table knows, and 401 (a bad signature). Nil: the
+    /// table has no entry (an unexpected status is retried, anything else fails).
+    static func closeMeaning(status: Int, code: String?) -> String? {
+        let normalised = code.map(AnswerTable.normalised)
+        if status == 202 || normalised == "USER_PAYING" { return "USER_PAYING" }
+        if let normalised, ["ORDERCLOSED", "ORDERPAID", "ORDERNOTEXIST"].contains(normalised) { return normalised }
+        if status == 429 { return "FREQUENCY_LIMITED" }
+        if let normalised, AnswerTable.knownCodes.contains(normalised) { return normalised }
+        return status == 401 ? "SIGNERROR" : nil
+    }
+
+    /// The answer table's meaning of a refused query: no such order (its code, or a 404
+    /// without a code: a 404 naming another code is a wrong path, not a missing order), rate
+    /// limited (429 or the code), or a WeChat-side error. Nil: the table has no entry.
+    static func queryMeaning(status: Int, code: String?) -> String? {
+        let normalised = code.map(AnswerTable.normalised)
+        if normalised == "ORDERNOTEXIST" || (status == 404 && code == nil) { return "ORDERNOTEXIST" }
+        if status == 429 || normalised == "FREQUENCY_LIMITED" { return "FREQUENCY_LIMITED" }
+        return normalised == "SYSTEMERROR" ? "SYSTEMERROR" : nil
     }
 
     /// Maps an answer to `GET /v3/pay/transactions/out-trade-no/{no}` to a conclusion.
@@ -126,10 +139,12 @@ public enum V3Answer {
         }
         guard answer.status == 200 else {
             let (code, description) = error(answer.body)
-            if let key = tableCode(status: answer.status, code: code) {
-                return AnswerTable.queryConclusion(code: key, description: description, api: .v3)
+            if let meaning = queryMeaning(status: answer.status, code: code) {
+                return AnswerTable.queryConclusion(
+                    Refusal(meaning: meaning, code: code, description: description, shown: code ?? "\(answer.status)"),
+                    api: .v3)
             }
-            if (200..<400).contains(answer.status) || answer.status == 408 {
+            if isUnexpected(answer.status) {
                 return .unclear(
                     UnusableAnswer(message: "unexpected HTTP \(answer.status) to an order query; will retry"), errCode: code)
             }
