@@ -73,7 +73,8 @@ extension ConfigurationLoader {
             }
             signType = parsed
         }
-        guard let located = try locate(section, name: "key", what: "a file holding the 32-character API v2 key", context: context),
+        guard
+            let located = try locate(section, name: "key", what: "a file holding the 32-character API v2 key", context: context),
             context.readKeys
         else { return nil }
         let key = try readKey(at: located.path, key: located.key, fail: context.fail)
@@ -98,7 +99,8 @@ extension ConfigurationLoader {
         }
         let privateKey = try locate(
             section, name: "private_key", what: "the merchant API private key (PKCS#8 PEM)", context: context)
-        let publicKey = try locate(section, name: "wechatpay_public_key", what: "the WeChat Pay public key (PEM)", context: context)
+        let publicKey = try locate(
+            section, name: "wechatpay_public_key", what: "the WeChat Pay public key (PEM)", context: context)
         guard context.readKeys, let privateKey, let publicKey else { return nil }
         let privatePEM = try readText(at: privateKey.path, key: privateKey.key, ownerOnly: true, fail: context.fail)
         let publicPEM = try readText(at: publicKey.path, key: publicKey.key, ownerOnly: false, fail: context.fail)

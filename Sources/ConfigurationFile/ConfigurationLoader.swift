@@ -43,12 +43,14 @@ public enum ConfigurationLoader {
             file: file, readKeys: readKeys, readCredentials: readCredentials, environment: environment)
         let root = try topLevel(text, context: context)
         try root.onlyKeys(["database", "api", "reaper", "merchants"])
-        let api = try root.mapping("api").map { node throws(ConfigurationError) in
-            try readAPI(MappingReader(mapping: node, path: "api", fail: context.fail))
-        } ?? DaemonConfiguration.API()
-        let reaper = try root.mapping("reaper").map { node throws(ConfigurationError) in
-            try readReaper(MappingReader(mapping: node, path: "reaper", fail: context.fail))
-        } ?? DaemonConfiguration.ReaperSettings()
+        let api =
+            try root.mapping("api").map { node throws(ConfigurationError) in
+                try readAPI(MappingReader(mapping: node, path: "api", fail: context.fail))
+            } ?? DaemonConfiguration.API()
+        let reaper =
+            try root.mapping("reaper").map { node throws(ConfigurationError) in
+                try readReaper(MappingReader(mapping: node, path: "reaper", fail: context.fail))
+            } ?? DaemonConfiguration.ReaperSettings()
         try checkTogether(reaper, api, context: context)
         let database = try readDatabase(root, override: databaseOverride)
         guard let merchantNodes = try root.sequence("merchants"), !merchantNodes.isEmpty else {

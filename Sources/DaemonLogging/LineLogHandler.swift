@@ -54,11 +54,14 @@ public struct LineLogHandler: LogHandler {
 
     /// The value as it is, or in quotes when it is empty or holds a space, quote, `=` or control character.
     static func quoted(_ value: String) -> String {
-        guard value.isEmpty || value.unicodeScalars.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || Untrusted.isControl($0) })
+        guard
+            value.isEmpty
+                || value.unicodeScalars.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || Untrusted.isControl($0) })
         else {
             return value
         }
-        return "\"" + escaped(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+        return "\"" + escaped(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))
+            + "\""
     }
 
     /// `\n`, `\r`, `\t` and `\u{…}` for every control character.

@@ -79,7 +79,8 @@ enum Migrator {
     static func migrate(_ writer: any DatabaseWriter, upTo target: Int = latestVersion) throws -> [Int] {
         let appliedNow = AppliedVersions()
         let migrator = migrator(recordingIn: appliedNow)
-        guard let identifier = EmbeddedMigration.all.filter({ $0.version <= target }).max(by: { $0.version < $1.version })?.fileName
+        guard
+            let identifier = EmbeddedMigration.all.filter({ $0.version <= target }).max(by: { $0.version < $1.version })?.fileName
         else { return [] }
         // Retried only while another process is making progress: each retry must find more
         // versions applied than the round before.

@@ -158,7 +158,8 @@ extension OrderStore {
             }
             guard anyDue else { return ClaimedBatch() }
             return try await writer.write { [arguments] db in
-                try Self.claim(in: db, arguments: arguments, token: token, leaseExpiresAt: leaseExpiresAt, now: now,
+                try Self.claim(
+                    in: db, arguments: arguments, token: token, leaseExpiresAt: leaseExpiresAt, now: now,
                     maxAttempts: maxAttempts)
             }
         }
@@ -189,7 +190,8 @@ extension OrderStore {
             let recovered = String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
             let order: ClaimedOrder
             do throws(ColumnProblem) {
-                order = try ClaimedOrder(row: row, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt, recovered: recovered)
+                order = try ClaimedOrder(
+                    row: row, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt, recovered: recovered)
             } catch {
                 let number = try? StoredValue.text(row, "out_trade_no")
                 batch.failedWithoutCall.append(try reject(db, id: id, outTradeNo: number, problem: error, now: now))

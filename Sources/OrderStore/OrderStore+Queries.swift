@@ -56,7 +56,7 @@ public struct OrderRecord: Sendable, Codable, Equatable {
     /// The select list `init(row:)` reads: text columns as their exact bytes (see `StoredValue`).
     static let selection =
         (["id", "attempts", "total_fee"] + timeColumns
-            + textColumns.map(StoredValue.textSelection)).joined(separator: ", ")
+        + textColumns.map(StoredValue.textSelection)).joined(separator: ", ")
     static let textColumns = [
         "mch_id", "appid", "out_trade_no", "sub_mch_id", "sub_appid", "state", "err_code", "err_code_des", "last_error",
         "trade_state", "transaction_id", "time_end", "trade_type",
@@ -141,7 +141,7 @@ public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
 extension AttemptHistoryRecord {
     static let selection =
         (["attempt", "started_at", "finished_at", "latency_ms", "http_status"]
-            + ["call", "host", "outcome", "err_code", "err_code_des", "message"].map(StoredValue.textSelection))
+        + ["call", "host", "outcome", "err_code", "err_code_des", "message"].map(StoredValue.textSelection))
         .joined(separator: ", ")
 
     /// Reads a history line without trapping on a value of the wrong type.
@@ -149,9 +149,11 @@ extension AttemptHistoryRecord {
         func integer(_ name: String) -> Int64? { StoredValue.displaySeconds(row, name) }
         func text(_ name: String) -> String? { StoredValue.displayText(row, name) }
         self.init(
-            attempt: Int(clamping: integer("attempt") ?? 0), call: text("call").flatMap(CallKind.init(rawValue:)), host: text("host"),
+            attempt: Int(clamping: integer("attempt") ?? 0), call: text("call").flatMap(CallKind.init(rawValue:)),
+            host: text("host"),
             startedAt: integer("started_at") ?? 0, finishedAt: integer("finished_at") ?? 0,
-            latencyMilliseconds: integer("latency_ms").map { Int(clamping: $0) }, outcome: text("outcome").flatMap(HistoryOutcome.init(rawValue:)),
+            latencyMilliseconds: integer("latency_ms").map { Int(clamping: $0) },
+            outcome: text("outcome").flatMap(HistoryOutcome.init(rawValue:)),
             httpStatus: integer("http_status").map { Int(clamping: $0) }, errCode: text("err_code"),
             errCodeDes: text("err_code_des"), message: text("message") ?? "")
     }
@@ -182,7 +184,9 @@ extension OrderStore {
         try await run {
             try await writer.read { db in
                 var counts = Dictionary(uniqueKeysWithValues: OrderState.allCases.map { ($0.rawValue, 0) })
-                for row in try Row.fetchAll(db, sql: "SELECT \(StoredValue.textSelection("state")), count(*) AS n FROM orders GROUP BY state") {
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT \(StoredValue.textSelection("state")), count(*) AS n FROM orders GROUP BY state")
+                {
                     counts[StoredValue.displayText(row, "state") ?? "?"] = Int.fromDatabaseValue(row["n"] as DatabaseValue)
                 }
                 var failures: [String: Int] = [:]
@@ -221,7 +225,8 @@ extension OrderStore {
         try await run {
             try await writer.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT \(OrderRecord.selection) FROM orders WHERE state = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+                    db,
+                    sql: "SELECT \(OrderRecord.selection) FROM orders WHERE state = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
                     arguments: [state.rawValue, limit]
                 ).map(OrderRecord.init(row:))
             }
@@ -232,8 +237,11 @@ extension OrderStore {
     public func orders(outTradeNo: String) async throws(StoreError) -> [OrderRecord] {
         try await run {
             try await writer.read { db in
-                try Row.fetchAll(db, sql: "SELECT \(OrderRecord.selection) FROM orders WHERE out_trade_no = ? ORDER BY id", arguments: [outTradeNo])
-                    .map(OrderRecord.init(row:))
+                try Row.fetchAll(
+                    db, sql: "SELECT \(OrderRecord.selection) FROM orders WHERE out_trade_no = ? ORDER BY id",
+                    arguments: [outTradeNo]
+                )
+                .map(OrderRecord.init(row:))
             }
         }
     }

@@ -121,7 +121,8 @@ public final class OrderStore: Sendable {
         guard stat(path, &status) == 0 else { return }
         switch status.st_mode & S_IFMT {
         case S_IFREG: return
-        case S_IFDIR: throw StoreError(path: path, message: "\(path) is a directory, not a database file (check --db or database)")
+        case S_IFDIR:
+            throw StoreError(path: path, message: "\(path) is a directory, not a database file (check --db or database)")
         default: throw StoreError(path: path, message: "\(path) is not a regular file (check --db or database)")
         }
     }

@@ -1,5 +1,5 @@
-import Synchronization
 import ConfigurationFile
+import Synchronization
 import WeChatPayHTTP
 
 /// The configuration in force and the client built from it; SIGHUP replaces both while

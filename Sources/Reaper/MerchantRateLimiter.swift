@@ -1,6 +1,6 @@
+import Clocks
 import Foundation
 import Synchronization
-import Clocks
 
 /// Lets at most a merchant's rate of calls go out in any window, across all of this
 /// process's workers, and slows a merchant down on its own when WeChat Pay says it calls

@@ -1,5 +1,5 @@
-import Synchronization
 import Clocks
+import Synchronization
 
 /// Stops the daemon from burning every due order's attempts during a WeChat Pay outage.
 ///

@@ -1,12 +1,12 @@
+import Clocks
+import ConfigurationFile
 import Foundation
 import Logging
 import OrderStore
 import ServiceLifecycle
 import Synchronization
 import WeChatPay
-import ConfigurationFile
 import WeChatPayHTTP
-import Clocks
 
 /// The daemon's loop: poll for due orders, claim them under a lease, call WeChat Pay,
 /// write each outcome back. It knows outcomes, not XML, and not SQL.

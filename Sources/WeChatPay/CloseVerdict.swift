@@ -58,7 +58,9 @@ public enum CloseOrderResponse {
             return CloseVerdict(outcome: .closed, message: "closed by WeChat Pay")
         case "SUCCESS":
             return CloseVerdict(
-                outcome: .retry, message: "answer has result_code=SUCCESS and err_code=\(Untrusted.quote(errCode ?? "")): contradictory; will retry")
+                outcome: .retry,
+                message:
+                    "answer has result_code=SUCCESS and err_code=\(Untrusted.quote(errCode ?? "")): contradictory; will retry")
         case "FAIL":
             break
         default:

@@ -70,7 +70,8 @@ public enum OrderQueryResponse {
         guard let text = fields["trade_state"], let state = TradeState(rawValue: text) else {
             return .unclear(
                 UnusableAnswer(
-                    message: "query answer has trade_state=\(fields["trade_state"].map(Untrusted.quote) ?? "missing"); will retry"),
+                    message: "query answer has trade_state=\(fields["trade_state"].map(Untrusted.quote) ?? "missing"); will retry"
+                ),
                 errCode: nil)
         }
         return AnswerTable.queryConclusion(

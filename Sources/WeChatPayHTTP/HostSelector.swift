@@ -1,5 +1,5 @@
-import Synchronization
 import Clocks
+import Synchronization
 
 /// Which base URL serves the next call: the primary, or the backup after the primary failed
 /// at the connection level or with HTTP 5xx, with a probe of the primary at most every

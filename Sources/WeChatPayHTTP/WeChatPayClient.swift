@@ -1,11 +1,11 @@
 import AsyncHTTPClient
+import Clocks
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import WeChatPay
-import Clocks
 
 /// One HTTP exchange with WeChat Pay, as the history records it.
 public struct Exchange: Sendable {
@@ -157,7 +157,9 @@ public final class WeChatPayClient: Sendable {
     }
 
     static let leaseTooShort = UnusableAnswer(
-        message: "not sent: the claim's lease ends before a call could finish (a slow rate limit or earlier calls used it up); will retry")
+        message:
+            "not sent: the claim's lease ends before a call could finish (a slow rate limit or earlier calls used it up); will retry"
+    )
 
     /// One request under one deadline for all of it: connecting, sending, the head and the
     /// whole body; the earlier of now + the timeout and `notAfter`. Nil when less than a

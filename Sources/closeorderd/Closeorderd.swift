@@ -1,11 +1,11 @@
 import ArgumentParser
+import ConfigurationFile
+import DaemonLogging
 import Foundation
 import Logging
 import Reaper
 import Systemd
 import WeChatPay
-import ConfigurationFile
-import DaemonLogging
 
 @main
 struct Closeorderd: AsyncParsableCommand {

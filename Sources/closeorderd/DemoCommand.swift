@@ -1,13 +1,13 @@
 import ArgumentParser
+import ConfigurationFile
 import Foundation
 import Logging
 import OrderStore
 import Reaper
 import Simulator
 import WeChatPay
-import _CryptoExtras
-import ConfigurationFile
 import WeChatPayHTTP
+import _CryptoExtras
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

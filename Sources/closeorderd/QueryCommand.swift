@@ -1,9 +1,9 @@
 import ArgumentParser
+import ConfigurationFile
 import Foundation
 import OrderStore
 import Reaper
 import WeChatPay
-import ConfigurationFile
 
 struct QueryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,7 +95,8 @@ struct QueryReport {
         var table = TextTable("OUT_TRADE_NO", "MCH_ID", "STATE", "ATTEMPTS", "ERR_CODE", "UPDATED", "LAST_ERROR")
         for order in orders {
             table.add([
-                order.outTradeNo, order.mchID, order.unreadable["state"] ?? order.state?.rawValue ?? "-", "\(order.attempts)", order.errCode ?? "-",
+                order.outTradeNo, order.mchID, order.unreadable["state"] ?? order.state?.rawValue ?? "-", "\(order.attempts)",
+                order.errCode ?? "-",
                 order.unreadable["updated_at"] ?? Self.time(order.updatedAt), order.lastError ?? "-",
             ])
         }

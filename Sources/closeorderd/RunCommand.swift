@@ -1,12 +1,12 @@
-import Foundation
 import ArgumentParser
+import ConfigurationFile
+import Foundation
 import Logging
 import OrderStore
 import Reaper
 import ServiceLifecycle
 import Synchronization
 import Systemd
-import ConfigurationFile
 import WeChatPayHTTP
 
 struct RunCommand: AsyncParsableCommand {

@@ -1,10 +1,10 @@
 import ArgumentParser
+import ConfigurationFile
 import Foundation
 import Reaper
 import Simulator
 import WeChatPay
 import _CryptoExtras
-import ConfigurationFile
 
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -146,7 +146,8 @@ import Testing
                 ("NOLEASE0001", "unixepoch() - 900", "closing"),
             ] {
                 try db.execute(
-                    sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, state) VALUES ('1', 'wx1', ?, \(created), ?)",
+                    sql:
+                        "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, state) VALUES ('1', 'wx1', ?, \(created), ?)",
                     arguments: [number, state])
             }
         }
@@ -161,7 +162,8 @@ import Testing
         let claimed = try await store.claimDue(
             now: Int64(Date().timeIntervalSince1970), policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 600),
             limit: 10, leaseSeconds: 60, maxAttempts: 10)
-        let recovered = try #require(claimed.orders.first { $0.outTradeNo == "NOLEASE0001" }, "a closing row without a lease is due")
+        let recovered = try #require(
+            claimed.orders.first { $0.outTradeNo == "NOLEASE0001" }, "a closing row without a lease is due")
         #expect(recovered.recoveredFromExpiredLease, "so it is confirmed with an order query before any close")
 
         let requeue = try await store.requeueFailed(RequeueSelection(), now: Int64(Date().timeIntervalSince1970))

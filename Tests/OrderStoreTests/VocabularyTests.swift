@@ -9,7 +9,8 @@ import Testing
     func allowedValues(_ database: TestDatabase, table: String, column: String) async throws -> Set<String> {
         let schema = try #require(
             try await database.app.read { db in
-                try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", arguments: [table])
+                try String.fetchOne(
+                    db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", arguments: [table])
             })
         let start = try #require(schema.range(of: "\(column) IN ("), "no CHECK on \(table).\(column)")
         let list = schema[start.upperBound...].prefix { $0 != ")" }

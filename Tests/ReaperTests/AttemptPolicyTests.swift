@@ -1,7 +1,7 @@
+import ConfigurationFile
 import OrderStore
 import Testing
 import WeChatPay
-import ConfigurationFile
 
 @testable import Reaper
 
@@ -125,7 +125,9 @@ import ConfigurationFile
         #expect(found.state == .paid)
         #expect(found.payment == Self.payment)
         #expect(found.tradeState == .success)
-        let unanswered = try decision(after: [.close(Self.orderPaid), .query(.unclear(UnusableAnswer(message: "?"), errCode: nil))])
+        let unanswered = try decision(after: [
+            .close(Self.orderPaid), .query(.unclear(UnusableAnswer(message: "?"), errCode: nil)),
+        ])
         #expect(unanswered.state == .paid, "paid whatever the query says")
         #expect(unanswered.payment == nil)
     }
@@ -133,7 +135,8 @@ import ConfigurationFile
     @Test(arguments: [
         (QueryConclusion.paid(.success, payment), OrderState.paid), (.closed(.closed, errCode: nil), .closed),
         (.notPaid, .pending), (.paymentUnderWay(.userPaying), .pending),
-        (.unclear(UnusableAnswer(message: "?"), errCode: nil), .closed), (.failed(errCode: "X", errCodeDes: nil, message: "m"), .closed),
+        (.unclear(UnusableAnswer(message: "?"), errCode: nil), .closed),
+        (.failed(errCode: "X", errCodeDes: nil, message: "m"), .closed),
     ])
     func aConfirmingQueryAfterACloseDecides(conclusion: QueryConclusion, state: OrderState) throws {
         let decision = try decision(Self.policy(confirm: .after), after: [.close(Self.closed), .query(conclusion)])
@@ -171,7 +174,6 @@ import ConfigurationFile
         #expect(decision.errCode == errCode)
     }
 
-
     // MARK: Rules pinned one by one
 
     @Test(arguments: [
@@ -200,7 +202,8 @@ import ConfigurationFile
         let outage = try decision(order: Self.order(attempt: 2), after: [.close(Self.noAnswer)], outage: true)
         #expect(outage.message.hasSuffix("(WeChat Pay looks down: this attempt does not count)"))
         let unanswered = try decision(
-            Self.policy(confirm: .after), after: [.close(Self.closed), .query(.unclear(UnusableAnswer(message: "?"), errCode: nil))])
+            Self.policy(confirm: .after),
+            after: [.close(Self.closed), .query(.unclear(UnusableAnswer(message: "?"), errCode: nil))])
         #expect(unanswered.message.hasSuffix("; the confirming order query gave no answer"))
     }
 
@@ -265,7 +268,8 @@ struct PolicyTestError: Error, CustomStringConvertible {
         (.paymentUnderWay, .paying),
     ])
     func aCloseIsRecordedUnderItsOutcome(outcome: CloseOutcome, recorded: HistoryOutcome) {
-        let line = AttemptPolicy.Answer.close(CloseVerdict(outcome: outcome, errCode: "E", errCodeDes: "D", message: "m")).historyLine
+        let line = AttemptPolicy.Answer.close(CloseVerdict(outcome: outcome, errCode: "E", errCodeDes: "D", message: "m"))
+            .historyLine
         #expect(line == HistoryLine(call: .closeorder, outcome: recorded, errCode: "E", errCodeDes: "D", message: "m"))
     }
 
@@ -277,10 +281,11 @@ struct PolicyTestError: Error, CustomStringConvertible {
         ].map { AttemptPolicy.Answer.query($0).historyLine }
         #expect(lines.allSatisfy { $0.call == .orderquery })
         #expect(lines.map(\.outcome) == [.paid, .closed, .notPaid, .paying, .retry, .failed])
-        #expect(lines.map(\.message) == [
-            "order query: trade_state=SUCCESS", "order query: ORDERNOTEXIST", "order query: trade_state=NOTPAY",
-            "order query: trade_state=USERPAYING", "order query: busy", "order query: bad key",
-        ])
+        #expect(
+            lines.map(\.message) == [
+                "order query: trade_state=SUCCESS", "order query: ORDERNOTEXIST", "order query: trade_state=NOTPAY",
+                "order query: trade_state=USERPAYING", "order query: busy", "order query: bad key",
+            ])
         #expect(lines.map(\.errCode) == [nil, "ORDERNOTEXIST", nil, nil, "X", "SIGNERROR"])
         #expect(lines[4].symptom == .serverError)
     }

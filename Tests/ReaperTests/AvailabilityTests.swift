@@ -1,3 +1,4 @@
+import Clocks
 import Foundation
 import OrderStore
 import Reaper
@@ -5,7 +6,6 @@ import Simulator
 import TestSupport
 import Testing
 import WeChatPay
-import Clocks
 
 /// The backup domain, the outage breaker and per-merchant rate limits, against simulators on loopback.
 @Suite struct AvailabilityTests {

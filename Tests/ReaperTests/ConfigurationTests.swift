@@ -1,8 +1,8 @@
+import ConfigurationFile
 import Foundation
 import Reaper
 import TestSupport
 import Testing
-import ConfigurationFile
 
 @Suite struct ConfigurationTests {
     func load(_ yaml: String, keyText: String = Fixtures.keyText) throws(ConfigurationError) -> DaemonConfiguration {
@@ -153,7 +153,9 @@ import ConfigurationFile
     @Test func waitsAreJitteredWithinTheCap() {
         let backoff = Backoff(baseSeconds: 30, maxSeconds: 3600)
         var random = SystemRandomNumberGenerator()
-        let waits = (0..<200).map { _ in backoff.nextAttempt(afterAttempt: 3, now: 1000, jitter: .random(in: 0...1, using: &random)) - 1000 }
+        let waits = (0..<200).map { _ in
+            backoff.nextAttempt(afterAttempt: 3, now: 1000, jitter: .random(in: 0...1, using: &random)) - 1000
+        }
         #expect(waits.allSatisfy { (1...120).contains($0) })
         #expect(Set(waits).count > 20, "full jitter spreads retries out")
     }

@@ -69,7 +69,9 @@ import WeChatPay
         let row = try #require(try await world.database.order("PAYINGUSER1"))
         #expect(row.state == .closed)
         #expect(world.stats.closesWhilePaying == 0)
-        let calls = try await world.database.history("PAYINGUSER1").map { "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")" }
+        let calls = try await world.database.history("PAYINGUSER1").map {
+            "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")"
+        }
         #expect(calls == ["orderquery:paying", "orderquery:paying", "orderquery:not_paid", "closeorder:closed"])
     }
 
@@ -83,7 +85,9 @@ import WeChatPay
         world.clock.advance(by: 10)
         try await world.reaper.runOnce()
         #expect(try await world.database.order("RATELIMIT01")?.state == .closed)
-        let calls = try await world.database.history("RATELIMIT01").map { "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")" }
+        let calls = try await world.database.history("RATELIMIT01").map {
+            "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")"
+        }
         #expect(calls == ["closeorder:retry", "orderquery:not_paid", "closeorder:closed"])
     }
 

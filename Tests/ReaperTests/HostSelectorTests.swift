@@ -1,8 +1,8 @@
+import Clocks
 import Reaper
 import TestSupport
 import Testing
 import WeChatPayHTTP
-import Clocks
 
 /// Which host serves the next call, on a clock the tests move: failover, probes of the
 /// primary at the probe interval, and the way back.

@@ -98,7 +98,9 @@ import Testing
             let due = "unixepoch() - 7200"
             for (values, _) in Self.unreadableRows {
                 try db.execute(
-                    sql: "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (\(values), \(due), \(due))")
+                    sql:
+                        "INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at) VALUES (\(values), \(due), \(due))"
+                )
             }
             // The live order whose number the NUL row would have been cut to: due in 15 minutes.
             try db.execute(
@@ -122,8 +124,14 @@ import Testing
 
     static let unreadableRows: [(values: String, reason: String)] = [
         ("'\(Fixtures.mchID)', '\(Fixtures.appid)', X'FFFEFDFCFBFAF9F8'", "column out_trade_no holds a BLOB of 8 bytes"),
-        ("'\(Fixtures.mchID)', '\(Fixtures.appid)', CAST(X'B6A9B5A5BAC5303031' AS TEXT)", "column out_trade_no holds 9 bytes that are not UTF-8"),
-        ("'\(Fixtures.mchID)', '\(Fixtures.appid)', 'NULTEST1' || char(0) || 'ZZ'", "column out_trade_no holds a NUL byte at byte 9"),
+        (
+            "'\(Fixtures.mchID)', '\(Fixtures.appid)', CAST(X'B6A9B5A5BAC5303031' AS TEXT)",
+            "column out_trade_no holds 9 bytes that are not UTF-8"
+        ),
+        (
+            "'\(Fixtures.mchID)', '\(Fixtures.appid)', 'NULTEST1' || char(0) || 'ZZ'",
+            "column out_trade_no holds a NUL byte at byte 9"
+        ),
         ("X'31393030303030313039', '\(Fixtures.appid)', 'BLOBMCHID01'", "column mch_id holds a BLOB"),
         ("'\(Fixtures.mchID)', CAST(X'7778FF' AS TEXT), 'BADAPPID001'", "column appid holds 3 bytes that are not UTF-8"),
     ]
@@ -146,7 +154,9 @@ import Testing
             try db.execute(sql: "UPDATE orders SET err_code = X'00FF' WHERE out_trade_no = 'BLOBERRCODE'")
         }
         try await world.reaper.runOnce()
-        #expect(try await world.database.order("TEXTATTEMPT")?.lastError?.contains("column attempts holds the text \"three\"") == true)
+        #expect(
+            try await world.database.order("TEXTATTEMPT")?.lastError?.contains("column attempts holds the text \"three\"") == true
+        )
         #expect(try await world.database.order("BLOBERRCODE")?.lastError?.contains("column err_code holds a BLOB") == true)
         #expect(
             try await world.database.order("HUGEATTEMPT")?.lastError?.contains(
@@ -160,22 +170,36 @@ import Testing
         defer { database.remove() }
         let milliseconds = Int64(Date().timeIntervalSince1970 * 1000)
         let refused: [(sql: String, message: String)] = [
-            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'MILLIS00001', \(milliseconds))",
-             "created_at must be Unix time in whole seconds"),
-            ("INSERT INTO orders (mch_id, appid, out_trade_no, expires_at) VALUES ('1', 'wx', 'MILLIS00002', \(milliseconds))",
-             "expires_at must be NULL or Unix time in whole seconds"),
-            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'DIGITS00001', 20261129100000)",
-             "between 2000 and 2200"),
-            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'ZEROTIME001', 0)",
-             "created_at must be"),
-            ("INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'NEGATIVE001', -5)",
-             "created_at must be"),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'MILLIS00001', \(milliseconds))",
+                "created_at must be Unix time in whole seconds"
+            ),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no, expires_at) VALUES ('1', 'wx', 'MILLIS00002', \(milliseconds))",
+                "expires_at must be NULL or Unix time in whole seconds"
+            ),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'DIGITS00001', 20261129100000)",
+                "between 2000 and 2200"
+            ),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'ZEROTIME001', 0)",
+                "created_at must be"
+            ),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no, created_at) VALUES ('1', 'wx', 'NEGATIVE001', -5)",
+                "created_at must be"
+            ),
             ("INSERT INTO orders (mch_id, appid, out_trade_no) VALUES ('1', 'wx', X'FFFEFDFCFBFAF9F8')", "must be TEXT"),
             ("INSERT INTO orders (mch_id, appid, out_trade_no) VALUES (X'31', 'wx', 'BLOBMCH0001')", "must be TEXT"),
-            ("INSERT INTO orders (mch_id, appid, out_trade_no) VALUES ('1', 'wx', 'NULTEST1' || char(0) || 'ZZ')",
-             "without NUL characters"),
-            ("INSERT INTO orders (mch_id, appid, out_trade_no, state) VALUES ('1', 'wx', 'CLOSING0001', 'closing')",
-             "insert orders as pending"),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no) VALUES ('1', 'wx', 'NULTEST1' || char(0) || 'ZZ')",
+                "without NUL characters"
+            ),
+            (
+                "INSERT INTO orders (mch_id, appid, out_trade_no, state) VALUES ('1', 'wx', 'CLOSING0001', 'closing')",
+                "insert orders as pending"
+            ),
         ]
         for (sql, message) in refused {
             do {
@@ -192,10 +216,13 @@ import Testing
             "UPDATE orders SET out_trade_no = X'00' WHERE out_trade_no = 'UPDATEDLATE'",
             "UPDATE orders SET state = 'closing' WHERE out_trade_no = 'UPDATEDLATE'",
         ] {
-            await #expect(throws: DatabaseError.self, "\(sql)") { try await database.app.write { db in try db.execute(sql: sql) } }
+            await #expect(throws: DatabaseError.self, "\(sql)") {
+                try await database.app.write { db in try db.execute(sql: sql) }
+            }
         }
         try await database.app.write { db in
-            try db.execute(sql: "UPDATE orders SET state = 'paid', updated_at = CURRENT_TIMESTAMP WHERE out_trade_no = 'UPDATEDLATE'")
+            try db.execute(
+                sql: "UPDATE orders SET state = 'paid', updated_at = CURRENT_TIMESTAMP WHERE out_trade_no = 'UPDATEDLATE'")
         }
         #expect(try await database.order("UPDATEDLATE")?.state == .paid, "the app's usual update still works")
     }
@@ -249,7 +276,9 @@ import Testing
         try await database.app.write { db in
             try db.execute(sql: "UPDATE orders SET out_trade_no = 'RENAMED0001' WHERE out_trade_no = 'RENAMEME001'")
             try db.execute(
-                sql: "UPDATE orders SET state = 'closing', lease_token = 't', lease_expires_at = unixepoch() + 60 WHERE out_trade_no = 'RENAMED0001'")
+                sql:
+                    "UPDATE orders SET state = 'closing', lease_token = 't', lease_expires_at = unixepoch() + 60 WHERE out_trade_no = 'RENAMED0001'"
+            )
         }
         do {
             try await database.app.write { db in
@@ -264,8 +293,9 @@ import Testing
             "INSERT INTO orders (mch_id, appid, out_trade_no, next_attempt_at) VALUES ('1', 'wx', 'BOOKKEEP002', 'soon')",
             "INSERT INTO orders (mch_id, appid, out_trade_no, next_attempt_at) VALUES ('1', 'wx', 'BOOKKEEP003', \(Int64(Date().timeIntervalSince1970) * 1000))",
         ] {
-            await #expect(throws: DatabaseError.self, "\(sql)") { try await database.app.write { db in try db.execute(sql: sql) } }
+            await #expect(throws: DatabaseError.self, "\(sql)") {
+                try await database.app.write { db in try db.execute(sql: sql) }
+            }
         }
     }
 }
-

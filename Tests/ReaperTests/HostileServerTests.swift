@@ -5,8 +5,8 @@ import Reaper
 import TestSupport
 import Testing
 import WeChatPay
-import _CryptoExtras
 import WeChatPayHTTP
+import _CryptoExtras
 
 /// The real binary against servers that lie or dawdle, and an operator who mistypes: the
 /// daemon stays up, no call outlives its timeout or its lease, nothing is called twice at

@@ -1,7 +1,7 @@
+import Clocks
 import Reaper
 import TestSupport
 import Testing
-import Clocks
 
 /// The per-merchant rate limiter on a clock the tests move: exact spacing, the halving on
 /// FREQUENCY_LIMITED and the climb back, with no real sleeping.

@@ -1,7 +1,7 @@
+import Clocks
 import Reaper
 import TestSupport
 import Testing
-import Clocks
 
 /// The outage breaker on a clock the tests move: when it opens, when it probes, what closes it.
 @Suite struct OutageBreakerTests {

@@ -1,3 +1,5 @@
+import Clocks
+import ConfigurationFile
 import Foundation
 import OrderStore
 import Reaper
@@ -5,9 +7,7 @@ import Simulator
 import TestSupport
 import Testing
 import WeChatPay
-import ConfigurationFile
 import WeChatPayHTTP
-import Clocks
 
 /// A reaper, a simulator on loopback and a real database, wired for one test.
 struct ReaperWorld {

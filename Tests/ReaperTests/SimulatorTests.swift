@@ -1,3 +1,4 @@
+import ConfigurationFile
 import Foundation
 import NIOCore
 import NIOPosix
@@ -6,9 +7,8 @@ import Simulator
 import TestSupport
 import Testing
 import WeChatPay
-import _CryptoExtras
-import ConfigurationFile
 import WeChatPayHTTP
+import _CryptoExtras
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking

@@ -5,8 +5,8 @@ import Simulator
 import TestSupport
 import Testing
 import WeChatPay
-import _CryptoExtras
 import WeChatPayHTTP
+import _CryptoExtras
 
 /// API v3 merchants end to end: the reaper against the simulator's v3 endpoints over loopback.
 @Suite struct V3EndToEndTests {
@@ -95,7 +95,9 @@ import WeChatPayHTTP
         world.clock.advance(by: 120)
         try await world.reaper.runOnce()
         #expect(try await world.database.order("V3PAYING001")?.state == .closed)
-        let calls = try await world.database.history("V3PAYING001").map { "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")" }
+        let calls = try await world.database.history("V3PAYING001").map {
+            "\($0.call?.rawValue ?? "-"):\($0.outcome?.rawValue ?? "?")"
+        }
         #expect(calls == ["closeorder:paying", "orderquery:paying", "orderquery:not_paid", "closeorder:closed"])
     }
 

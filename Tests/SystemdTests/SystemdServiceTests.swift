@@ -279,12 +279,14 @@ import WeChatPay
         let config = stage.path("etc/closeorderd/config.yaml")
         let (unreadable, _) = try await run(DaemonProcess.binary.path, ["check-config", "--config", config])
         #expect(unreadable == 78, "without $CREDENTIALS_DIRECTORY the credential key cannot be read")
-        let (skipped, skippedOutput) = try await run(DaemonProcess.binary.path, ["check-config", "--skip-credentials", "--config", config])
+        let (skipped, skippedOutput) = try await run(
+            DaemonProcess.binary.path, ["check-config", "--skip-credentials", "--config", config])
         #expect(skipped == 0, "\(skippedOutput)")
         #expect(skippedOutput.contains("checked for shape only"))
         try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "batch_size: 256", with: "batch_size: 0")
             .write(toFile: config, atomically: true, encoding: .utf8)
-        let (bad, badOutput) = try await run(DaemonProcess.binary.path, ["check-config", "--skip-credentials", "--config", config])
+        let (bad, badOutput) = try await run(
+            DaemonProcess.binary.path, ["check-config", "--skip-credentials", "--config", config])
         #expect(bad == 78 && badOutput.contains("reaper.batch_size"), "\(badOutput)")
     }
 }

@@ -1,3 +1,4 @@
+import ConfigurationFile
 import Foundation
 import GRDB
 import Logging
@@ -5,7 +6,6 @@ import OrderStore
 import Reaper
 import Simulator
 import WeChatPay
-import ConfigurationFile
 
 /// The key of the protocol file's test vectors, and the merchant the tests use.
 public enum Fixtures {

@@ -1,7 +1,7 @@
+import Clocks
 import Foundation
 import Reaper
 import Synchronization
-import Clocks
 
 /// A clock that moves only when a test advances it, so that timing logic is tested without
 /// sleeping. Sleepers wake when `advance(by:)` carries `now` past their deadline.

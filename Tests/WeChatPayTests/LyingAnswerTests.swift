@@ -65,10 +65,13 @@ import _CryptoExtras
     @Test func aSignedQueryAnswerIsBelievedOnlyWhenItNamesThisOrder() {
         let closed = about(order, ["result_code": "SUCCESS", "trade_state": "CLOSED", "out_trade_no": order.outTradeNo])
         #expect(
-            OrderQueryResponse.interpret(status: 200, body: signed(closed), order: order, key: key) == .closed(.closed, errCode: nil))
+            OrderQueryResponse.interpret(status: 200, body: signed(closed), order: order, key: key)
+                == .closed(.closed, errCode: nil))
         var omitted = closed
         omitted["out_trade_no"] = nil
-        guard case .unclear(let unusable, nil) = OrderQueryResponse.interpret(status: 200, body: signed(omitted), order: order, key: key)
+        guard
+            case .unclear(let unusable, nil) = OrderQueryResponse.interpret(
+                status: 200, body: signed(omitted), order: order, key: key)
         else {
             Issue.record("an answer without out_trade_no decided the order")
             return
@@ -185,11 +188,14 @@ import _CryptoExtras
         let mine = #"{"trade_state":"CLOSED","out_trade_no":"LYING000001","sp_mchid":"1900000109","sub_mchid":"1900000110"}"#
         let other = #"{"trade_state":"CLOSED","out_trade_no":"LYING000001","sp_mchid":"1900000109","sub_mchid":"1900000999"}"#
         #expect(
-            V3Answer.queryConclusion(try v3Answer(status: 200, body: mine), order: partnerOrder, credentials: credentials, now: now)
+            V3Answer.queryConclusion(
+                try v3Answer(status: 200, body: mine), order: partnerOrder, credentials: credentials, now: now)
                 == .closed(.closed, errCode: nil))
         #expect(
-            V3Answer.queryConclusion(try v3Answer(status: 200, body: other), order: partnerOrder, credentials: credentials, now: now)
-                .isUnclear)
+            V3Answer.queryConclusion(
+                try v3Answer(status: 200, body: other), order: partnerOrder, credentials: credentials, now: now
+            )
+            .isUnclear)
     }
 }
 

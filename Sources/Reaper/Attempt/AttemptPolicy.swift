@@ -1,6 +1,6 @@
+import ConfigurationFile
 import OrderStore
 import WeChatPay
-import ConfigurationFile
 
 /// Every rule about one attempt at one order, as a pure function: given the order, the
 /// answers so far and the circumstances, the next step is a call (an order query or the
@@ -118,7 +118,8 @@ public struct AttemptPolicy: Sendable, Equatable {
         case .failed: .record(Decision(verdict, state: .failed))
         case .retry:
             .record(
-                retry(verdict.message, errCode: verdict.errCode, errCodeDes: verdict.errCodeDes, symptom: verdict.symptom,
+                retry(
+                    verdict.message, errCode: verdict.errCode, errCodeDes: verdict.errCodeDes, symptom: verdict.symptom,
                     order: order, now: now))
         }
     }

@@ -1,8 +1,8 @@
+import ConfigurationFile
 import Foundation
 import Logging
 import OrderStore
 import WeChatPay
-import ConfigurationFile
 import WeChatPayHTTP
 
 /// One attempt at one claimed order, as I/O: the calls `AttemptPolicy` asks for, each

@@ -1,7 +1,7 @@
+import ConfigurationFile
 import Logging
 import OrderStore
 import ServiceLifecycle
-import ConfigurationFile
 import WeChatPayHTTP
 
 /// The loop, carrying out `LoopScheduler`'s turns: start queued orders in free call slots,

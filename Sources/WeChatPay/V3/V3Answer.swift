@@ -41,7 +41,9 @@ public enum V3Answer {
         }
         guard let seconds = Int64(timestamp), abs(seconds - now) <= maximumClockSkew else {
             return UnusableAnswer(
-                message: "answer's Wechatpay-Timestamp \(Untrusted.quote(timestamp)) is more than 300 s from now; not believed, will retry")
+                message:
+                    "answer's Wechatpay-Timestamp \(Untrusted.quote(timestamp)) is more than 300 s from now; not believed, will retry"
+            )
         }
         guard credentials.isWeChatPaySignature(signature, of: message(timestamp: timestamp, nonce: nonce, body: answer.body))
         else {
