@@ -44,7 +44,7 @@ struct QueryCommand: AsyncParsableCommand {
         }
         let report = QueryReport(json: json)
         do {
-            let store = try OrderStore.openReadOnly(path: database)
+            let store: any OrderTable = try OrderStore.openReadOnly(path: database)
             let now = Int64(Date().timeIntervalSince1970)
             if let outTradeNo {
                 let orders = try await store.orders(outTradeNo: outTradeNo)

@@ -35,7 +35,7 @@ struct RetryCommand: AsyncParsableCommand {
     func run() async throws {
         let database = options.db ?? loadConfiguration(options, readKeys: false).database
         do {
-            let store = try OrderStore.openExisting(path: database)
+            let store: any OrderTable = try OrderStore.openExisting(path: database)
             let result = try await store.requeueFailed(
                 RequeueSelection(outTradeNo: outTradeNo, errCode: errCode, mchID: mchID),
                 now: Int64(Date().timeIntervalSince1970))

@@ -25,7 +25,7 @@ struct RunCommand: AsyncParsableCommand {
         let startup = StartupSignals()
         let configuration = loadConfiguration(options)
         let logger = bootstrapLogging()
-        let store: OrderStore
+        let store: any OrderTable
         do {
             store = try OrderStore(path: configuration.database)
             let applied = try await store.migrate()
@@ -152,7 +152,7 @@ struct MigrateCommand: AsyncParsableCommand {
     func run() async throws {
         let database = options.db ?? loadConfiguration(options, readKeys: false).database
         do {
-            let store = try OrderStore(path: database)
+            let store: any OrderTable = try OrderStore(path: database)
             let applied = try await store.migrate()
             output(
                 applied.isEmpty
