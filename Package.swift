@@ -55,7 +55,7 @@ let package = Package(
             ]
         ),
         // Log lines for operators: logfmt or JSON, control characters escaped.
-        .target(name: "DaemonLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "DaemonLogging", dependencies: ["WeChatPay", .product(name: "Logging", package: "swift-log")]),
         // The daemon's loop: the attempt policy, the scheduler, the breaker and the rate limiter.
         .target(
             name: "Reaper",
