@@ -192,9 +192,3 @@ extension Reaper {
         try await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
     }
 }
-
-/// A claimed order waiting for a free call slot.
-struct QueuedOrder: Sendable {
-    let order: ClaimedOrder
-    let claimedAt: ContinuousClock.Instant
-}

@@ -2,34 +2,6 @@ import Foundation
 import GRDB
 import Synchronization
 
-/// One file of `migrations/`, embedded into the binary at build time by the
-/// `EmbedMigrationsPlugin` so that a binary copied alone can create a fresh database.
-public struct EmbeddedMigration: Sendable {
-    /// The file name without `.sql`, e.g. `0001_orders`.
-    public let fileName: String
-    let sqlBytes: [UInt8]
-
-    /// The version number: the file name's leading digits.
-    public var version: Int { Int(fileName.prefix(while: \.isNumber)) ?? 0 }
-    public var sql: String { String(decoding: sqlBytes, as: UTF8.self) }
-}
-
-/// Why a database cannot be used by this build.
-public enum SchemaError: Error, CustomStringConvertible {
-    case newerThanThisBuild(databaseVersion: Int, knownVersion: Int)
-    case notMigrated
-
-    public var description: String {
-        switch self {
-        case .newerThanThisBuild(let databaseVersion, let knownVersion):
-            "the database has schema version \(databaseVersion), but this closeorderd knows only up to "
-                + "\(knownVersion): it was written by a newer closeorderd; upgrade closeorderd instead of using this one"
-        case .notMigrated:
-            "the database has no closeorderd schema yet: run `closeorderd migrate` (or `closeorderd run`) first"
-        }
-    }
-}
-
 /// The embedded migrations, run by GRDB's `DatabaseMigrator` (which records them in
 /// `grdb_migrations`). Each migration also records itself in `schema_migrations` (version,
 /// file name, time), the table the README documents for apps and operators; databases

@@ -1,0 +1,13 @@
+import Foundation
+
+/// One file of `migrations/`, embedded into the binary at build time by the
+/// `EmbedMigrationsPlugin` so that a binary copied alone can create a fresh database.
+public struct EmbeddedMigration: Sendable {
+    /// The file name without `.sql`, e.g. `0001_orders`.
+    public let fileName: String
+    let sqlBytes: [UInt8]
+
+    /// The version number: the file name's leading digits.
+    public var version: Int { Int(fileName.prefix(while: \.isNumber)) ?? 0 }
+    public var sql: String { String(decoding: sqlBytes, as: UTF8.self) }
+}
