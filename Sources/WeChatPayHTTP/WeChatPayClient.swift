@@ -28,7 +28,8 @@ public struct Exchange: Sendable {
 /// answers a probe again (one call at most every `probeIntervalSeconds`).
 public final class WeChatPayClient: Sendable {
     public let hosts: HostSelector
-    /// The caller's clock, which `notAfter` instants are read on.
+    /// The caller's clock: `notAfter` instants are read on it, and v3 signs and checks
+    /// timestamps with its wall time.
     let clock: any DaemonClock
     let timeout: Duration
     let http: HTTPClient
@@ -67,7 +68,7 @@ public final class WeChatPayClient: Sendable {
         case (.success(let answer), .v2(let key, _)):
             return (CloseOrderResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
         case (.success(let answer), .v3(let v3)):
-            return (V3Answer.closeVerdict(answer, credentials: v3, now: Self.now()), exchange)
+            return (V3Answer.closeVerdict(answer, credentials: v3, now: clock.secondsSince1970), exchange)
         }
     }
 
@@ -84,7 +85,7 @@ public final class WeChatPayClient: Sendable {
         case (.success(let answer), .v2(let key, _)):
             return (OrderQueryResponse.interpret(status: answer.status, body: answer.body, order: order, key: key), exchange)
         case (.success(let answer), .v3(let v3)):
-            return (V3Answer.queryConclusion(answer, order: order, credentials: v3, now: Self.now()), exchange)
+            return (V3Answer.queryConclusion(answer, order: order, credentials: v3, now: clock.secondsSince1970), exchange)
         }
     }
 
@@ -105,14 +106,13 @@ public final class WeChatPayClient: Sendable {
 
     static let xmlHeaders = [("Content-Type", "text/xml; charset=utf-8")]
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
-
     private func callV3(_ request: V3Request, credentials: V3Credentials, notAfter: ContinuousClock.Instant?) async -> (
         Result<V3HTTPAnswer, UnusableAnswer>, Exchange
     ) {
         let authorization: String
         do {
-            authorization = try request.authorization(credentials: credentials, timestamp: Self.now(), nonce: Nonce.make())
+            authorization = try request.authorization(
+                credentials: credentials, timestamp: clock.secondsSince1970, nonce: Nonce.make())
         } catch {
             return (
                 .failure(UnusableAnswer(message: "cannot sign the API v3 request: \(error)")),

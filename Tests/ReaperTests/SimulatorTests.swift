@@ -45,10 +45,7 @@ import _CryptoExtras
     @Test func aV3RequestWithAStaleTimestampOrAReusedNonceIsRefused() throws {
         let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
         let simulator = try SimulatedWeChatPay(keys: [:], v3Merchants: [Fixtures.mchID: merchantKey])
-        let credentials = try V3Credentials(
-            mchID: Fixtures.mchID, serialNo: V3TestKeys.merchantSerialNo, privateKeyPEM: V3TestKeys.merchantPrivateKey,
-            wechatpayPublicKeyPEM: V3TestKeys.wechatpayPublicKey,
-            wechatpayPublicKeyID: "PUB_KEY_ID_0119000001092025010100000000000001")
+        let credentials = V3TestKeys.credentials
         let request = V3Request.close(OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "V3REPLAY001"))
         func send(timestamp: Int64, nonce: String) throws -> Int {
             let authorization = try request.authorization(credentials: credentials, timestamp: timestamp, nonce: nonce)
@@ -97,17 +94,25 @@ import _CryptoExtras
         }
     }
 
+    /// A simulator that knows the test merchant on v2 and v3, on a free port, and a client for it.
+    static func bothAPIs() async throws -> (SimulatedWeChatPay, SimulatorServer, WeChatPayClient) {
+        let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
+        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], v3Merchants: [Fixtures.mchID: merchantKey])
+        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 60, maxConnections: 4)
+        return (simulator, server, client)
+    }
+
     /// `max_concurrent_calls_per_order` counts calls still waiting for their answer: a call
     /// that the simulator refused (a bad signature) was never counted, so its answer must not
     /// end the count of another call for the same order.
     @Test(arguments: API.allCases)
     func aRefusedCallDoesNotEndTheInFlightCountOfAnother(_ api: API) async throws {
-        let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
-        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], v3Merchants: [Fixtures.mchID: merchantKey])
-        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
-        defer { Task { try? await server.stop() } }
-        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 60, maxConnections: 4)
-        defer { Task { await client.shutdown() } }
+        let (simulator, server, client) = try await Self.bothAPIs()
+        defer {
+            Task { try? await server.stop() }
+            Task { await client.shutdown() }
+        }
         let order = OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "INFLIGHT\(api.rawValue)01")
         simulator.setFault(FaultPlan(.hang, times: 1), for: order.outTradeNo)
 
@@ -126,12 +131,11 @@ import _CryptoExtras
     /// Sequential calls, each answered before the next: never more than one in flight.
     @Test(arguments: API.allCases)
     func anAnsweredCallIsNoLongerInFlight(_ api: API) async throws {
-        let merchantKey = try _RSA.Signing.PublicKey(pemRepresentation: V3TestKeys.merchantPublicKey)
-        let simulator = try SimulatedWeChatPay(keys: [Fixtures.mchID: Fixtures.key], v3Merchants: [Fixtures.mchID: merchantKey])
-        let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
-        defer { Task { try? await server.stop() } }
-        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 60, maxConnections: 4)
-        defer { Task { await client.shutdown() } }
+        let (simulator, server, client) = try await Self.bothAPIs()
+        defer {
+            Task { try? await server.stop() }
+            Task { await client.shutdown() }
+        }
         for index in 0..<3 {
             let order = OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "ONEBYONE\(api.rawValue)\(index)")
             _ = await client.close(order, credentials: try api.credentials(signedCorrectly: true))

@@ -1,9 +1,21 @@
 import Foundation
+import WeChatPay
 
 /// Fixed RSA keys for API v3 tests, generated with openssl (`openssl genpkey -algorithm RSA
 /// -pkeyopt rsa_keygen_bits:2048`), and signatures openssl computed with them
 /// (`openssl dgst -sha256 -sign`), so the tests check closeorderd against openssl.
 public enum V3TestKeys {
+    /// The id the tests give the WeChat Pay public key.
+    public static let wechatpayPublicKeyID = "PUB_KEY_ID_0119000001092025010100000000000001"
+
+    /// Merchant 1900000109 on API v3, with the keys below.
+    public static var credentials: V3Credentials {
+        // swift-format-ignore
+        try! V3Credentials(
+            mchID: "1900000109", serialNo: merchantSerialNo, privateKeyPEM: merchantPrivateKey,
+            wechatpayPublicKeyPEM: wechatpayPublicKey, wechatpayPublicKeyID: wechatpayPublicKeyID)
+    }
+
     public static let merchantSerialNo = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
     public static let merchantPrivateKey = """
         -----BEGIN PRIVATE KEY-----

@@ -128,10 +128,7 @@ import _CryptoExtras
 
     // MARK: API v3
 
-    let credentials = try! V3Credentials(
-        mchID: Fixtures.mchID, serialNo: V3TestKeys.merchantSerialNo, privateKeyPEM: V3TestKeys.merchantPrivateKey,
-        wechatpayPublicKeyPEM: V3TestKeys.wechatpayPublicKey,
-        wechatpayPublicKeyID: "PUB_KEY_ID_0119000001092025010100000000000001")
+    let credentials = V3TestKeys.credentials
     let now: Int64 = 1_764_400_000
 
     func v3Answer(status: Int, body: String, signed: Bool = true) throws -> V3HTTPAnswer {

@@ -7,10 +7,7 @@ import _CryptoExtras
 /// The signing both sides share: what the simulator makes, the client believes, and the
 /// other way round, checked against openssl's signatures.
 @Suite struct V3SigningTests {
-    let credentials = try! V3Credentials(
-        mchID: "1900000109", serialNo: V3TestKeys.merchantSerialNo, privateKeyPEM: V3TestKeys.merchantPrivateKey,
-        wechatpayPublicKeyPEM: V3TestKeys.wechatpayPublicKey,
-        wechatpayPublicKeyID: "PUB_KEY_ID_0119000001092025010100000000000001")
+    let credentials = V3TestKeys.credentials
     let order = OrderIdentity(appid: "wx8888888888888888", mchID: "1900000109", outTradeNo: "1217752501201407033233368018")
 
     @Test func anAuthorizationHeaderReadsBackAsItWasWrittenAndVerifiesWithTheMerchantsPublicKey() throws {

@@ -7,10 +7,7 @@ import _CryptoExtras
 
 /// API v3 signing and verification, against signatures computed with openssl.
 @Suite struct V3Tests {
-    let credentials = try! V3Credentials(
-        mchID: "1900000109", serialNo: V3TestKeys.merchantSerialNo, privateKeyPEM: V3TestKeys.merchantPrivateKey,
-        wechatpayPublicKeyPEM: V3TestKeys.wechatpayPublicKey,
-        wechatpayPublicKeyID: "PUB_KEY_ID_0119000001092025010100000000000001")
+    let credentials = V3TestKeys.credentials
     let order = OrderIdentity(appid: "wx8888888888888888", mchID: "1900000109", outTradeNo: "1217752501201407033233368018")
 
     @Test func theAuthorizationHeaderCarriesOpenSSLsSignature() throws {

@@ -23,9 +23,8 @@ extension Reaper {
         case .notSendable(let rejection):
             decision = rejection
         case .merchant(let merchant):
-            var answers: [AttemptPolicy.Answer] = []
-            decision = await decide(order, policy: policy, answers: &answers) { step in
-                let call = Call(identity: identity, merchant: merchant, client: client, notAfter: notAfter)
+            let call = Call(identity: identity, merchant: merchant, client: client, notAfter: notAfter)
+            decision = await decide(order, policy: policy) { step in
                 let (answer, line) = await self.make(step, call)
                 calls.append(line)
                 return answer
@@ -45,9 +44,9 @@ extension Reaper {
 
     /// Asks the policy for the next step until it has a decision, making each call it asks for.
     private func decide(
-        _ order: ClaimedOrder, policy: AttemptPolicy, answers: inout [AttemptPolicy.Answer],
-        making call: (AttemptPolicy.Step) async -> AttemptPolicy.Answer
+        _ order: ClaimedOrder, policy: AttemptPolicy, making call: (AttemptPolicy.Step) async -> AttemptPolicy.Answer
     ) async -> AttemptPolicy.Decision {
+        var answers: [AttemptPolicy.Answer] = []
         while true {
             let circumstances = AttemptPolicy.Circumstances(
                 now: clock.secondsSince1970, outageUnderWay: breaker.isOpen, jitter: .random(in: 0...1))
