@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The protocol: parameters, signatures, the flat-XML codec, outcomes. No I/O.
@@ -61,9 +63,24 @@ let package = Package(
             name: "Reaper",
             dependencies: [
                 "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The Prometheus endpoint: /metrics, /-/healthy and /-/ready over NIO's HTTP server.
+        .target(
+            name: "MetricsEndpoint",
+            dependencies: [
+                "Reaper",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // A local WeChat Pay v2 stand-in built on the same protocol module.
@@ -84,7 +101,7 @@ let package = Package(
             name: "closeorderd",
             dependencies: [
                 "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP", "DaemonLogging", "Reaper",
-                "Simulator", "Systemd",
+                "MetricsEndpoint", "Simulator", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -134,6 +151,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "MetricsEndpointTests",
+            dependencies: [
+                "MetricsEndpoint", "Reaper", "OrderStore", "Clocks", "Simulator", "TestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
     ]

@@ -42,7 +42,7 @@ public enum ConfigurationLoader {
         let context = ConfigurationContext(
             file: file, readKeys: readKeys, readCredentials: readCredentials, environment: environment)
         let root = try topLevel(text, context: context)
-        try root.onlyKeys(["database", "api", "reaper", "merchants"])
+        try root.onlyKeys(["database", "api", "reaper", "merchants", "metrics"])
         let api =
             try root.mapping("api").map { node throws(ConfigurationError) in
                 try readAPI(MappingReader(mapping: node, path: "api", fail: context.fail))
@@ -57,7 +57,11 @@ public enum ConfigurationLoader {
             throw context.fail("merchants", "required: a list with at least one merchant (mch_id, sign_type, key_file)")
         }
         let merchants = try readMerchants(merchantNodes, context: context)
-        return DaemonConfiguration(database: database, api: api, reaper: reaper, merchants: merchants)
+        let metricsListen = try root.mapping("metrics").flatMap { node throws(ConfigurationError) in
+            try readMetricsListen(MappingReader(mapping: node, path: "metrics", fail: context.fail))
+        }
+        return DaemonConfiguration(
+            database: database, api: api, reaper: reaper, merchants: merchants, metricsListen: metricsListen)
     }
 
     /// The document's top-level mapping.

@@ -9,6 +9,22 @@ public struct DaemonConfiguration: Sendable {
     public var api: API
     public var reaper: ReaperSettings
     public var merchants: [Merchant]
+    /// Where the Prometheus endpoint listens; nil (the default) for nowhere.
+    public var metricsListen: ListenAddress?
+
+    /// A `HOST:PORT` to listen on: an IPv4 address, `localhost`, or an IPv6 address in brackets.
+    public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// As written in the configuration, e.g. `127.0.0.1:9464` or `[::1]:9464`.
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
 
     public struct API: Sendable, Equatable {
         /// WeChat Pay's API, and its backup domain for cross-city disaster recovery.
@@ -101,11 +117,15 @@ public struct DaemonConfiguration: Sendable {
         }
     }
 
-    public init(database: String, api: API = API(), reaper: ReaperSettings = ReaperSettings(), merchants: [Merchant]) {
+    public init(
+        database: String, api: API = API(), reaper: ReaperSettings = ReaperSettings(), merchants: [Merchant],
+        metricsListen: ListenAddress? = nil
+    ) {
         self.database = database
         self.api = api
         self.reaper = reaper
         self.merchants = merchants
+        self.metricsListen = metricsListen
     }
 
     /// The merchant configured for `mchID`, if any.
@@ -115,14 +135,23 @@ public struct DaemonConfiguration: Sendable {
 
     /// Settings that work but deserve a warning line at start: plain `http://` to a host that
     /// is not this machine sends signed requests and answers across the network in clear text.
+    /// A metrics endpoint on an address other machines can reach is warned about too: it has
+    /// no authentication.
     public var warnings: [String] {
-        [("api.base_url", api.baseURL as String?), ("api.backup_base_url", api.backupBaseURL)].compactMap { key, value in
+        var warnings = [("api.base_url", api.baseURL as String?), ("api.backup_base_url", api.backupBaseURL)].compactMap {
+            key, value -> String? in
             guard let value, let url = URL(string: value), url.scheme == "http", let host = url.host,
                 !Self.isLoopback(host)
             else { return nil }
             return "\(key) is plain http:// to \(host), which is not this machine: requests and answers cross the network "
                 + "unencrypted; use https:// unless a TLS proxy on that host's path is intended"
         }
+        if let listen = metricsListen, !Self.isLoopback(listen.host) {
+            warnings.append(
+                "metrics.listen is \(listen), which other machines may reach: the endpoint has no authentication "
+                    + "(it shows counts, merchant ids and the due backlog); keep it behind a firewall")
+        }
+        return warnings
     }
 
     static func isLoopback(_ host: String) -> Bool {
@@ -146,6 +175,7 @@ public struct DaemonConfiguration: Sendable {
             + "reaper.batch_size=\(reaper.batchSize) reaper.min_order_age_seconds=\(reaper.minOrderAgeSeconds) "
             + "reaper.payment_timeout_seconds=\(reaper.paymentTimeoutSeconds) reaper.max_attempts=\(reaper.maxAttempts) "
             + "reaper.backoff_base_seconds=\(reaper.backoffBaseSeconds) reaper.backoff_max_seconds=\(reaper.backoffMaxSeconds) "
-            + "reaper.lease_seconds=\(reaper.leaseSeconds) reaper.confirm=\(reaper.confirm.rawValue) merchants=[\(merchantList.joined(separator: ", "))]"
+            + "reaper.lease_seconds=\(reaper.leaseSeconds) reaper.confirm=\(reaper.confirm.rawValue) "
+            + "metrics.listen=\(metricsListen.map(String.init(describing:)) ?? "off") merchants=[\(merchantList.joined(separator: ", "))]"
     }
 }

@@ -38,13 +38,16 @@ public struct ClaimedOrder: Sendable, Equatable {
     public let previousErrCode: String?
     /// The trade_state the previous order query returned, e.g. `USERPAYING`.
     public let previousTradeState: String?
+    /// When the order became due: its deadline, and never before its minimum age (nil when
+    /// the row's times cannot say). How late it was closed is measured from here.
+    public let dueAt: Int64?
 
     /// An order as a claim hands it out (a store conformer builds it from its row; tests
     /// build it to exercise the attempt policy without a database).
     public init(
         id: Int64, mchID: String, appid: String, outTradeNo: String, subMchID: String? = nil, subAppID: String? = nil,
         attempt: Int, leaseToken: String, leaseExpiresAt: Int64, recoveredFromExpiredLease: Bool = false,
-        previousErrCode: String? = nil, previousTradeState: String? = nil
+        previousErrCode: String? = nil, previousTradeState: String? = nil, dueAt: Int64? = nil
     ) {
         self.id = id
         self.mchID = mchID
@@ -58,6 +61,7 @@ public struct ClaimedOrder: Sendable, Equatable {
         self.recoveredFromExpiredLease = recoveredFromExpiredLease
         self.previousErrCode = previousErrCode
         self.previousTradeState = previousTradeState
+        self.dueAt = dueAt
     }
 }
 
@@ -103,7 +107,8 @@ extension ClaimedOrder {
             subAppID: try StoredValue.text(row, "sub_appid"), attempt: attempt, leaseToken: leaseToken,
             leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered,
             previousErrCode: try StoredValue.text(row, "err_code"),
-            previousTradeState: try StoredValue.text(row, "trade_state"))
+            previousTradeState: try StoredValue.text(row, "trade_state"),
+            dueAt: Int64.fromDatabaseValue(row["due_at"] as DatabaseValue))
     }
 }
 
@@ -128,6 +133,10 @@ extension OrderStore {
          WHERE state = 'closing' AND lease_expires_at <= :now
         """
 
+    /// When a row became due, given `:minAge` and `:timeout`: its deadline, and never before
+    /// its minimum age (retries and leases aside).
+    static let dueAtSQL = "max(coalesce(expires_at, created_at + :timeout), created_at + :minAge)"
+
     static func dueArguments(now: Int64, policy: DuePolicy) -> StatementArguments {
         [
             "now": now,
@@ -149,7 +158,7 @@ extension OrderStore {
         let token = UUID().uuidString
         let leaseExpiresAt = now + leaseSeconds
         var arguments = Self.dueArguments(now: now, policy: policy)
-        arguments += ["limit": limit]
+        arguments += ["limit": limit, "minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds]
         return try await run {
             // An idle poll only reads: no write lock is taken, nothing is written.
             let anyDue = try await writer.read { [arguments] db in
@@ -173,7 +182,8 @@ extension OrderStore {
         let rows = try Row.fetchAll(
             db.cachedStatement(
                 sql: """
-                    SELECT id, attempts, state, \(claimedTextColumns.map(StoredValue.textSelection).joined(separator: ", "))
+                    SELECT id, attempts, state, \(claimedTextColumns.map(StoredValue.textSelection).joined(separator: ", ")),
+                           \(dueAtSQL) AS due_at
                       FROM orders WHERE id IN (SELECT id FROM (\(dueOrderIDsSQL)) LIMIT :limit)
                     """),
             arguments: arguments)

@@ -178,7 +178,44 @@ public struct StoreSummary: Sendable, Codable, Equatable {
     }
 }
 
+/// How many orders are due now, and for how long the oldest has been.
+public struct DueBacklog: Sendable, Equatable {
+    /// Pending orders due now, and expired leases.
+    public var count: Int
+    /// How many seconds ago the oldest due order became due; nil when none is due.
+    public var oldestDueSeconds: Int64?
+
+    public init(count: Int, oldestDueSeconds: Int64?) {
+        self.count = count
+        self.oldestDueSeconds = oldestDueSeconds
+    }
+}
+
 extension OrderStore {
+    /// The due backlog, read from the poll's partial indexes only: its cost grows with the
+    /// orders due, never with finished rows (for each Prometheus scrape).
+    public func dueBacklog(now: Int64, policy: DuePolicy) async throws(StoreError) -> DueBacklog {
+        try await run {
+            try await writer.read { db in try Self.dueBacklog(db, now: now, policy: policy) }
+        }
+    }
+
+    static func dueBacklog(_ db: Database, now: Int64, policy: DuePolicy) throws -> DueBacklog {
+        var arguments = Self.dueArguments(now: now, policy: policy)
+        arguments += ["minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds]
+        let due = try Row.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT count(*) AS n,
+                           min(CASE WHEN state = 'closing' THEN lease_expires_at
+                                    ELSE max(\(dueAtSQL), coalesce(next_attempt_at, 0)) END) AS since
+                      FROM orders WHERE id IN (\(Self.dueOrderIDsSQL))
+                    """),
+            arguments: arguments)
+        let since: Int64? = due?["since"]
+        return DueBacklog(count: due?["n"] ?? 0, oldestDueSeconds: since.map { max(0, now - $0) })
+    }
+
     /// Counts by state, failures by err_code, and how many orders are due and how late.
     public func summary(now: Int64, policy: DuePolicy) async throws(StoreError) -> StoreSummary {
         try await run {
@@ -200,22 +237,10 @@ extension OrderStore {
                     failures[StoredValue.displayText(row, "err_code") ?? "(none)", default: 0] +=
                         Int.fromDatabaseValue(row["n"] as DatabaseValue) ?? 0
                 }
-                var arguments = Self.dueArguments(now: now, policy: policy)
-                arguments += ["minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds]
-                let due = try Row.fetchOne(
-                    db,
-                    sql: """
-                        SELECT count(*) AS n,
-                               min(CASE WHEN state = 'closing' THEN lease_expires_at
-                                        ELSE max(coalesce(expires_at, created_at + :timeout),
-                                                 created_at + :minAge, coalesce(next_attempt_at, 0)) END) AS since
-                          FROM orders WHERE id IN (\(Self.dueOrderIDsSQL))
-                        """,
-                    arguments: arguments)
-                let since: Int64? = due?["since"]
+                let backlog = try Self.dueBacklog(db, now: now, policy: policy)
                 return StoreSummary(
-                    countsByState: counts, failuresByErrCode: failures, due: due?["n"] ?? 0,
-                    oldestDueLatenessSeconds: since.map { max(0, now - $0) })
+                    countsByState: counts, failuresByErrCode: failures, due: backlog.count,
+                    oldestDueLatenessSeconds: backlog.oldestDueSeconds)
             }
         }
     }

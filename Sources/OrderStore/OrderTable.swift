@@ -43,6 +43,12 @@ public protocol OrderTable: Sendable {
     /// Counts by state and err_code, and the due backlog (`closeorderd query`).
     func summary(now: Int64, policy: DuePolicy) async throws(StoreError) -> StoreSummary
 
+    /// The due backlog, from indexes over unfinished rows only (each Prometheus scrape).
+    func dueBacklog(now: Int64, policy: DuePolicy) async throws(StoreError) -> DueBacklog
+
+    /// What the history says happened in `since...until` (`closeorderd query --since`).
+    func activity(since: Int64, until: Int64, policy: DuePolicy) async throws(StoreError) -> RecentActivity
+
     /// The most recently updated orders in `state`.
     func orders(inState state: OrderState, limit: Int) async throws(StoreError) -> [OrderRecord]
 

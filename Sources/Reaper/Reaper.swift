@@ -1,5 +1,6 @@
 import Clocks
 import ConfigurationFile
+import CoreMetrics
 import Foundation
 import Logging
 import OrderStore
@@ -30,11 +31,15 @@ public struct Reaper: Service {
     /// Spaces each merchant's calls.
     public let limiter: MerchantRateLimiter
     let writeBacks: WriteBackBatcher
+    /// What the loop counts for Prometheus.
+    public let metrics: ReaperMetrics
+    /// Whether polls reach the database (`/-/ready`).
+    public let health: PollHealth
 
     public init(
         live: LiveConfiguration, store: any OrderTable, logger: Logger, observer: (any ReaperObserver)? = nil,
         maximumPause: Duration? = nil, breaker: OutageBreaker? = nil, limiter: MerchantRateLimiter? = nil,
-        clock: any DaemonClock = SystemClock()
+        metrics: ReaperMetrics? = nil, clock: any DaemonClock = SystemClock()
     ) {
         self.live = live
         self.store = store
@@ -46,6 +51,8 @@ public struct Reaper: Service {
         self.limiter = limiter ?? MerchantRateLimiter(clock: clock)
         self.clock = clock
         self.writeBacks = WriteBackBatcher(store: store)
+        self.metrics = metrics ?? ReaperMetrics(factory: NOOPMetricsHandler.instance)
+        self.health = PollHealth(clock: clock)
     }
 
     public init(
@@ -91,18 +98,25 @@ public struct Reaper: Service {
                 logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
                 return
             case .success(.applied):
-                totals.count(record.newState)
+                finished(record.newState, latenessSeconds: order.dueAt.map { record.finishedAt - $0 })
                 let level: Logger.Level =
                     record.newState == .failed ? .error : (record.newState == .pending ? .warning : .info)
                 logger.log(level: level, "\(record.message)", metadata: metadata)
                 return
             case .failure(let error):
+                metrics.databaseFailed(.record)
                 logger.error(
                     "cannot record the outcome (try \(attempt) of 5)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 try? await clock.sleep(for: .seconds(1))
             }
         }
         logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)
+    }
+
+    /// Counts a recorded outcome: for systemd's status line and for Prometheus.
+    func finished(_ state: OrderState, latenessSeconds: Int64? = nil) {
+        totals.count(state)
+        metrics.orderFinished(state, latenessSeconds: latenessSeconds)
     }
 
 }

@@ -1,5 +1,5 @@
 /// Which API an answer came from. It changes only what an operator is told to check.
-public enum APIVersion: String, Sendable {
+public enum APIVersion: String, Sendable, CaseIterable {
     case v2, v3
 }
 

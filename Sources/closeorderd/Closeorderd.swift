@@ -12,11 +12,15 @@ struct Closeorderd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "closeorderd",
         abstract: "Closes unpaid WeChat Pay orders recorded in a SQLite table, with retry and backoff.",
+        version: version,
         subcommands: [
             RunCommand.self, MigrateCommand.self, CheckConfigCommand.self, QueryCommand.self, RetryCommand.self,
             SimulateCommand.self, DemoCommand.self,
         ]
     )
+
+    /// This build's version: `closeorderd --version`, the package's, and `closeorderd_build_info`.
+    static let version = "0.4.0"
 }
 
 /// `--config` and `--db`, shared by the commands that open the database.

@@ -2,7 +2,9 @@ import ArgumentParser
 import ConfigurationFile
 import Foundation
 import Logging
+import MetricsEndpoint
 import OrderStore
+import Prometheus
 import Reaper
 import ServiceLifecycle
 import Synchronization
@@ -37,10 +39,21 @@ struct RunCommand: AsyncParsableCommand {
         for warning in configuration.warnings { logger.warning("\(warning)") }
         let live = LiveConfiguration(configuration: configuration, client: Self.client(for: configuration))
         let notifier = ServiceNotifier.fromEnvironment()
+        // Metrics are always counted (a few atomic adds per close), so that a reload can
+        // turn the endpoint on; `metrics.listen` decides only whether they are served.
+        let registry = PrometheusCollectorRegistry()
         let reaper = Reaper(
             live: live, store: store, logger: logger,
             observer: SystemdReporter(notifier: notifier, requestTimeoutSeconds: configuration.api.timeoutSeconds),
-            maximumPause: notifier.watchdogInterval)
+            maximumPause: notifier.watchdogInterval, metrics: Self.metrics(on: registry))
+        let endpoint = MetricsEndpoint(responder: MetricsResponder(registry: registry, reaper: reaper), logger: logger)
+        do {
+            try await endpoint.listen(on: configuration.metricsListen.map { ($0.host, $0.port) })
+        } catch {
+            exitWithMessage(
+                "metrics.listen: cannot listen on \(configuration.metricsListen.map(String.init(describing:)) ?? "-"): \(error)",
+                code: ExitCodes.configuration)
+        }
         do {
             if once {
                 // Under a service group too, so that SIGTERM or SIGINT stops claiming, hands
@@ -53,9 +66,14 @@ struct RunCommand: AsyncParsableCommand {
                 try await group.run()
                 logger.info("finished one pass", metadata: ["claimed": "\(pass.claimed)"])
             } else {
-                let reloader = ReloadOnHangup(reload: { reload(live, logger: logger) }, listening: startup.handOver)
+                let reloader = ReloadOnHangup(
+                    reload: {
+                        if let reloaded = reload(live, logger: logger) {
+                            endpoint.move(to: reloaded.metricsListen.map { ($0.host, $0.port) })
+                        }
+                    }, listening: startup.handOver)
                 let group = ServiceGroup(
-                    services: [reaper, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                    services: [reaper, reloader, endpoint], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
                 try await group.run()
                 logger.info("stopped: in-flight calls recorded")
             }
@@ -73,8 +91,22 @@ struct RunCommand: AsyncParsableCommand {
             probeIntervalSeconds: configuration.api.probeIntervalSeconds)
     }
 
+    /// The reaper's metrics on `registry`, each with its help text and buckets.
+    static func metrics(on registry: PrometheusCollectorRegistry) -> ReaperMetrics {
+        ReaperMetrics(
+            factory: DescribedMetricsFactory(
+                registry: registry, help: ReaperMetrics.help,
+                durationBuckets: [
+                    ReaperMetrics.Name.closeLateness: ReaperMetrics.latenessBuckets,
+                    ReaperMetrics.Name.callDuration: ReaperMetrics.callDurationBuckets,
+                ]),
+            version: Closeorderd.version)
+    }
+
     /// Re-reads the configuration and keys; on any problem the configuration in force stays.
-    func reload(_ live: LiveConfiguration, logger: Logger) {
+    /// Returns the new configuration when it was taken.
+    @discardableResult
+    func reload(_ live: LiveConfiguration, logger: Logger) -> DaemonConfiguration? {
         do {
             let new = try ConfigurationLoader.load(path: options.config, databaseOverride: options.db)
             if let retired = try live.replace(with: new, makeClient: Self.client(for:)) {
@@ -86,8 +118,10 @@ struct RunCommand: AsyncParsableCommand {
             }
             logger.info("reloaded the configuration", metadata: ["config": "\(new.summaryWithoutSecrets)"])
             for warning in new.warnings { logger.warning("\(warning)") }
+            return new
         } catch {
             logger.error("reload rejected; the configuration in force stays", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 }

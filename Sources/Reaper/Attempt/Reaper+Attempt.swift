@@ -99,6 +99,9 @@ extension Reaper {
         }
         let line = answer.historyLine
         observe(line.symptom, mchID: call.merchant.mchID, usable: answer.isUsable)
+        metrics.callMade(
+            api: call.merchant.credentials.api, call: line.call, outcome: line.outcome, errCode: line.errCode,
+            onBackup: exchange.host != call.client.hosts.primary, milliseconds: exchange.latencyMilliseconds)
         let finishedAt = clock.secondsSince1970
         return (
             answer,

@@ -30,6 +30,7 @@ extension Reaper {
             progress.queued.removeAll()
             let inFlight = slots.inUse
             if Task.isShuttingDownGracefully {
+                health.stopping()
                 observer?.draining(inFlight: inFlight)
                 if inFlight > 0 {
                     logger.info("shutting down: waiting for calls in flight", metadata: ["in_flight": "\(inFlight)"])
@@ -100,10 +101,12 @@ extension Reaper {
                 slots.release()
                 continue
             }
+            metrics.inFlight.increment()
             group.addTask {
                 if await self.stillOurs(order, queuedSince: claimedAt) {
                     await self.close(order, configuration: configuration, client: client)
                 }
+                self.metrics.inFlight.decrement()
                 slots.release()
             }
         }
@@ -121,6 +124,8 @@ extension Reaper {
                 now: clock.secondsSince1970, policy: settings.duePolicy, limit: wanted,
                 leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
         } catch {
+            metrics.databaseFailed(.claim)
+            health.pollFailed("\(error)")
             if untilIdle {
                 progress.error = error
                 return false
@@ -137,6 +142,7 @@ extension Reaper {
         progress.claimedTotal += batch.orders.count
         // Rows failed at the claim count as taken: more may be due behind them.
         progress.exhausted = batch.rowsTaken < wanted
+        health.pollSucceeded()
         observer?.pollSucceeded(PollReport(claimed: batch.orders.count, inFlight: inFlight, totals: totals.current))
         return true
     }
@@ -152,6 +158,7 @@ extension Reaper {
                 metadata: ["out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)"])
             return false
         } catch {
+            metrics.databaseFailed(.recheck)
             // The write-back is fenced by the lease token whatever happens: go on with the call.
             logger.warning("cannot re-read a queued order; calling anyway", metadata: ["error": "\(error)"])
             return true
@@ -161,7 +168,7 @@ extension Reaper {
     /// Rows the claim failed at once (unreadable, or a lost call with its attempts spent).
     func logFailedWithoutCall(_ rows: [FailedRow]) {
         for row in rows {
-            totals.count(.failed)
+            finished(.failed)
             var metadata: Logger.Metadata = ["row_id": "\(row.id)", "state": "failed"]
             if let number = row.outTradeNo { metadata["out_trade_no"] = "\(number)" }
             logger.error("\(row.message)", metadata: metadata)
@@ -174,6 +181,7 @@ extension Reaper {
         do {
             try await store.release(orders, now: clock.secondsSince1970)
         } catch {
+            metrics.databaseFailed(.release)
             logger.error(
                 "cannot hand back claimed orders; they are claimed again when their lease expires",
                 metadata: ["error": "\(error)", "orders": "\(orders.count)"])

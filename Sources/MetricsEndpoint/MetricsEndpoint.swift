@@ -1,0 +1,86 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The endpoint as a service of the daemon: listens where the configuration says, moves
+/// when a reload changes `metrics.listen`, and closes on shutdown.
+///
+/// A reload whose new address cannot be bound keeps the endpoint where it was and logs
+/// why; the reaper goes on either way.
+public final class MetricsEndpoint: Service, Sendable {
+    /// Where it listens: `host` and `port` as configured (nil: nowhere).
+    public typealias Address = (host: String, port: Int)
+
+    let responder: MetricsResponder
+    let logger: Logger
+    private let server = Mutex<MetricsServer?>(nil)
+    /// The address last asked for (its port may be 0, where the server's is the one picked).
+    private let requested = Mutex<Address?>(nil)
+    private let moves = Mutex<Task<Void, Never>?>(nil)
+
+    public init(responder: MetricsResponder, logger: Logger) {
+        self.responder = responder
+        self.logger = logger
+    }
+
+    /// The address bound now, if any.
+    public var listening: Address? { server.withLock { $0.map { ($0.host, $0.port) } } }
+
+    /// Starts listening on `address`, or stops for nil. Throws if the address cannot be bound;
+    /// the endpoint then stays where it was.
+    public func listen(on address: Address?) async throws {
+        let current = requested.withLock { $0 }
+        if current?.host == address?.host && current?.port == address?.port { return }
+        var new: MetricsServer?
+        if let address { new = try await MetricsServer.start(responder, host: address.host, port: address.port) }
+        let old = server.withLock { server in
+            defer { server = new }
+            return server
+        }
+        requested.withLock { $0 = address }
+        await old?.stop()
+        if let new {
+            logger.info("serving metrics", metadata: ["listen": "\(new.host):\(new.port)"])
+        } else if old != nil {
+            logger.info("metrics endpoint closed: metrics.listen is no longer set")
+        }
+    }
+
+    /// As `listen(on:)`, for a reload: returns at once; moves happen one after another, in
+    /// the order asked for, and a failure is logged, not thrown.
+    public func move(to address: Address?) {
+        moves.withLock { last in
+            let previous = last
+            last = Task {
+                await previous?.value
+                await self.moveNow(to: address)
+            }
+        }
+    }
+
+    /// Waits for the moves asked for so far.
+    public func settled() async {
+        await moves.withLock { $0 }?.value
+    }
+
+    private func moveNow(to address: Address?) async {
+        do {
+            try await listen(on: address)
+        } catch {
+            let kept = listening.map { "\($0.host):\($0.port)" } ?? "nowhere"
+            logger.error(
+                "cannot serve metrics on the new metrics.listen; still listening on \(kept)",
+                metadata: ["listen": "\(address.map { "\($0.host):\($0.port)" } ?? "-")", "error": "\(error)"])
+        }
+    }
+
+    /// Runs until graceful shutdown, then closes the listening socket.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        let last = server.withLock { server in
+            defer { server = nil }
+            return server
+        }
+        await last?.stop()
+    }
+}

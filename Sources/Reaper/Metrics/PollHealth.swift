@@ -1,0 +1,59 @@
+import Clocks
+import Synchronization
+
+/// Whether the loop's polls reach the database, for `/-/ready` and `closeorderd_ready`.
+///
+/// Ready once a poll has reached the database, and while the latest one did and it is
+/// recent: a loop that stopped polling (stuck, or every call slot held far longer than calls
+/// can last) is not ready either. Not ready while stopping.
+public final class PollHealth: Sendable {
+    /// Why the daemon is not ready, in a sentence for the operator.
+    public enum Status: Equatable, Sendable {
+        case ready
+        case notReady(String)
+    }
+
+    private struct State {
+        var lastSuccess: ContinuousClock.Instant?
+        var failure: String?
+        var stopping = false
+    }
+
+    private let state = Mutex(State())
+    private let clock: any DaemonClock
+
+    public init(clock: any DaemonClock = SystemClock()) {
+        self.clock = clock
+    }
+
+    func pollSucceeded() {
+        let now = clock.now
+        state.withLock {
+            $0.lastSuccess = now
+            $0.failure = nil
+        }
+    }
+
+    func pollFailed(_ reason: String) {
+        state.withLock { $0.failure = reason }
+    }
+
+    func stopping() {
+        state.withLock { $0.stopping = true }
+    }
+
+    /// The status now, given how long a healthy loop may go between polls.
+    public func status(staleAfter: Duration) -> Status {
+        let now = clock.now
+        return state.withLock { state in
+            if state.stopping { return .notReady("stopping") }
+            if let failure = state.failure { return .notReady("the last poll could not reach the database: \(failure)") }
+            guard let lastSuccess = state.lastSuccess else { return .notReady("starting: no poll has reached the database yet") }
+            let quiet = now - lastSuccess
+            if quiet > staleAfter {
+                return .notReady("no poll has reached the database for \(quiet.components.seconds) s")
+            }
+            return .ready
+        }
+    }
+}

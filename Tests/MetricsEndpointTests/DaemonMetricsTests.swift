@@ -1,0 +1,224 @@
+import Foundation
+import GRDB
+import MetricsEndpoint
+import Prometheus
+import Simulator
+import TestSupport
+import Testing
+
+/// The real binary with `metrics.listen` set, scraped over loopback while it works.
+@Suite(.serialized) struct DaemonMetricsTests {
+    /// An operator's setup with the endpoint on a port the daemon picks (and logs).
+    static func setUp(behaviour: SimulatorBehaviour = SimulatorBehaviour(), listen: String = "127.0.0.1:0") async throws
+        -> OperatorSetup
+    {
+        let setup = try await OperatorSetup.make(behaviour: behaviour)
+        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8) + "\nmetrics:\n  listen: \(listen)\n"
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        return setup
+    }
+
+    /// The endpoint's base URL, once the daemon logged where it listens.
+    static func endpoint(of daemon: DaemonProcess, after previous: String? = nil) async throws -> String {
+        var found: String?
+        try await DaemonProcess.waitUntil(timeout: 60, "the daemon serves metrics") {
+            let lines = daemon.stderr.split(separator: "\n").filter { $0.contains("serving metrics") }
+            found = lines.last.flatMap { line in
+                line.split(separator: " ").first { $0.hasPrefix("listen=") }.map { "http://\($0.dropFirst("listen=".count))" }
+            }
+            return found != nil && found != previous
+        }
+        return found ?? ""
+    }
+
+    @Test func theScrapeMatchesTheRowsAndTheHistory() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        let daemon = try setup.daemon()
+        let url = try await Self.endpoint(of: daemon)
+
+        // Before anything happened: every series is there, at zero.
+        let first = Scrape(try await httpGet("\(url)/metrics").body)
+        #expect(first.seriesCount("closeorderd_calls_total") == 2 * 2 * 6)
+        #expect(first.seriesCount("closeorderd_call_errors_total") == 2 * 2 * 14)
+        #expect(first.seriesCount("closeorderd_call_duration_seconds_count") == 2 * 2 * 2)
+        #expect(first.seriesCount("closeorderd_orders_finished_total") == 3)
+        #expect(first.seriesCount("closeorderd_database_errors_total") == 5)
+        for name in [
+            "closeorderd_close_lateness_seconds_count", "closeorderd_due_orders", "closeorderd_oldest_due_age_seconds",
+            "closeorderd_in_flight_calls", "closeorderd_outage_breaker_open", "closeorderd_merchant_rate_limit",
+            "closeorderd_ready", "closeorderd_build_info",
+        ] {
+            #expect(first.seriesCount(name) == 1, "\(name) is there from the first scrape")
+        }
+        #expect(first.sum("closeorderd_calls_total") == 0)
+
+        // Work of every kind: closed, paid (answered ORDERPAID, then queried), a wrong
+        // signature, retried SYSTEMERRORs, and a row that cannot be sent.
+        let simulator = setup.simulator.simulator
+        for index in 0..<40 { try setup.database.insert("SCRAPE\(1000 + index)", expiresIn: -Int64(index * 7)) }
+        simulator.markPaid("SCRAPE1000")
+        simulator.markPaid("SCRAPE1001")
+        simulator.setFault(FaultPlan(.signError), for: "SCRAPE1002")
+        simulator.setFault(FaultPlan(.systemError, times: 2), for: "SCRAPE1003")
+        simulator.setFault(FaultPlan(.unknownErrCode), for: "SCRAPE1004")
+        try setup.database.insert("bad<order>")
+        try await DaemonProcess.waitUntil(timeout: 60, "every order is finished") {
+            try setup.count("pending") + setup.count("closing") == 0
+        }
+        let scrape = Scrape(try await httpGet("\(url)/metrics").body)
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: 20) == 0)
+
+        let history = try await setup.database.app.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT call, outcome, count(*) AS n FROM close_attempts WHERE call IS NOT NULL GROUP BY 1, 2")
+        }
+        #expect(!history.isEmpty)
+        for row in history {
+            let (call, outcome, count): (String, String, Int) = (row["call"], row["outcome"], row["n"])
+            #expect(
+                scrape.sum("closeorderd_calls_total", ["call": call, "outcome": outcome]) == Double(count),
+                "\(call) \(outcome)")
+        }
+        let calls = try await setup.database.app.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM close_attempts WHERE call IS NOT NULL") ?? 0
+        }
+        #expect(scrape.sum("closeorderd_calls_total") == Double(calls), "no call is counted that the history lacks")
+        #expect(scrape.sum("closeorderd_call_duration_seconds_count") == Double(calls))
+        for state in ["closed", "paid", "failed"] {
+            #expect(
+                scrape.sum("closeorderd_orders_finished_total", ["state": state]) == Double(try setup.count(state)), "\(state)")
+        }
+        #expect(try setup.count("paid") == 2)
+        #expect(try setup.count("failed") == 3)
+        #expect(scrape.sum("closeorderd_call_errors_total", ["err_code": "SIGNERROR"]) == 1)
+        #expect(scrape.sum("closeorderd_call_errors_total", ["err_code": "SYSTEMERROR"]) == 2)
+        #expect(scrape.sum("closeorderd_call_errors_total", ["err_code": "ORDERPAID"]) == 2)
+        #expect(scrape.sum("closeorderd_call_errors_total", ["err_code": "other"]) == 1, "an unknown code is other")
+
+        // Lateness: one observation per closed order, each closed_at minus when it became due.
+        let lateness = try await setup.database.app.read { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) AS n, sum(closed_at - max(coalesce(expires_at, created_at + 7200), created_at + 300)) AS total
+                      FROM orders WHERE state = 'closed'
+                    """)
+        }
+        let (closed, total): (Int, Int) = (lateness?["n"] ?? -1, lateness?["total"] ?? -1)
+        #expect(closed == 36, "40 orders, 2 paid, 2 refused")
+        #expect(scrape.sum("closeorderd_close_lateness_seconds_count") == Double(closed))
+        #expect(scrape.sum("closeorderd_close_lateness_seconds_sum") == Double(total))
+        #expect(scrape.sum("closeorderd_close_lateness_seconds_bucket", ["le": "+Inf"]) == Double(closed))
+        #expect(scrape.sum("closeorderd_build_info", ["version": "0.4.0"]) == 1)
+        #expect(!scrape.text.contains("SCRAPE1"), "no order number in any label")
+        #expect(!scrape.text.contains(Fixtures.keyText))
+    }
+
+    @Test func promtoolAcceptsTheScrape() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        try setup.database.insert("PROMTOOL1")
+        let daemon = try setup.daemon()
+        let url = try await Self.endpoint(of: daemon)
+        try await DaemonProcess.waitUntil(timeout: 60, "the order is closed") { try setup.count("closed") == 1 }
+        let scrape = try await httpGet("\(url)/metrics").body
+        daemon.signal(SIGTERM)
+        _ = try await daemon.waitForExit(timeout: 20)
+        let check = try await runTool(Self.promtool, ["check", "metrics"], input: scrape)
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.isEmpty, "no lint problem: \(check.output)")
+    }
+
+    @Test func readyTurns503WhileTheDatabaseIsLockedAndBackOnceFreed() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        let daemon = try setup.daemon()
+        let url = try await Self.endpoint(of: daemon)
+        try await DaemonProcess.waitUntil(timeout: 60, "ready") { try await httpGet("\(url)/-/ready").status == 200 }
+        // Orders that fall due while the app holds the write lock: the claim cannot write.
+        try setup.database.insert("LOCKED1", expiresIn: 2)
+        let lock = try await HeldWriteLock(path: setup.database.path)
+        var answer = (status: 0, body: "")
+        try await DaemonProcess.waitUntil(timeout: 60, "not ready") {
+            answer = try await httpGet("\(url)/-/ready")
+            return answer.status == 503
+        }
+        #expect(answer.body.contains("could not reach the database"), "\(answer.body)")
+        #expect(try await httpGet("\(url)/-/healthy").status == 200, "the process is up all the same")
+        let whileLocked = Scrape(try await httpGet("\(url)/metrics").body)
+        #expect(whileLocked.sum("closeorderd_ready") == 0)
+        #expect(whileLocked.sum("closeorderd_database_errors_total", ["operation": "claim"]) >= 1)
+        try await lock.release()
+        try await DaemonProcess.waitUntil(timeout: 60, "ready again") { try await httpGet("\(url)/-/ready").status == 200 }
+        try await DaemonProcess.waitUntil(timeout: 60, "the order is closed") { try setup.count("closed") == 1 }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: 20) == 0)
+    }
+
+    @Test func aReloadMovesTheEndpointAndABadAddressKeepsIt() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        let daemon = try setup.daemon()
+        let first = try await Self.endpoint(of: daemon)
+        func reload(listen: String?) async throws {
+            var config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            config = String(config[..<config.range(of: "\nmetrics:")!.lowerBound])
+            if let listen { config += "\nmetrics:\n  listen: \(listen)\n" }
+            try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+            let reloads = daemon.stderr.components(separatedBy: "reloaded the configuration").count
+            daemon.signal(SIGHUP)
+            try await DaemonProcess.waitUntil(timeout: 60, "reloaded") {
+                daemon.stderr.components(separatedBy: "reloaded the configuration").count > reloads
+            }
+        }
+
+        // A new port: the old one closes, the new one serves.
+        let free = try await Self.listener()
+        let port = free.port
+        await free.stop()
+        try await reload(listen: "127.0.0.1:\(port)")
+        let second = try await Self.endpoint(of: daemon, after: first)
+        #expect(second == "http://127.0.0.1:\(port)")
+        #expect(try await httpGet("\(second)/-/healthy").status == 200)
+        await #expect(throws: (any Error).self, "the old port is closed") { try await httpGet("\(first)/-/healthy") }
+
+        // A port another process holds: the endpoint stays where it was, and says why.
+        let holder = try await Self.listener()
+        try await reload(listen: "127.0.0.1:\(holder.port)")
+        try await DaemonProcess.waitUntil(timeout: 60, "the failed move is logged") {
+            daemon.stderr.contains("cannot serve metrics on the new metrics.listen; still listening on 127.0.0.1:\(port)")
+        }
+        #expect(try await httpGet("\(second)/-/healthy").status == 200)
+        await holder.stop()
+
+        // No metrics section: the endpoint closes; the daemon goes on.
+        try await reload(listen: nil)
+        try await DaemonProcess.waitUntil(timeout: 60, "closed") { daemon.stderr.contains("metrics endpoint closed") }
+        await #expect(throws: (any Error).self) { try await httpGet("\(second)/-/healthy") }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: 20) == 0)
+    }
+
+    @Test func aPortInUseStopsTheStartNamingTheKey() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        let holder = try await Self.listener()
+        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            .replacingOccurrences(of: "listen: 127.0.0.1:0", with: "listen: 127.0.0.1:\(holder.port)")
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        let result = try await setup.run(["run", "--config", setup.configFile])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("metrics.listen: cannot listen on 127.0.0.1:\(holder.port)"), "\(result.stderr)")
+        await holder.stop()
+    }
+
+    static let promtool = "/usr/bin/promtool"
+
+    /// A server of the test's own on a free port, to stand in the daemon's way.
+    static func listener() async throws -> MetricsServer {
+        let responder = MetricsResponder(registry: PrometheusCollectorRegistry(), refresh: {}, readiness: { .ready })
+        return try await MetricsServer.start(responder, host: "127.0.0.1", port: 0)
+    }
+}

@@ -1,0 +1,62 @@
+import Clocks
+import MetricsEndpoint
+import Prometheus
+@testable import Reaper
+import TestSupport
+import Testing
+
+@Suite struct MetricsResponderTests {
+    let registry = PrometheusCollectorRegistry()
+
+    func responder(_ readiness: PollHealth.Status = .ready, refreshed: (@Sendable () -> Void)? = nil) -> MetricsResponder {
+        MetricsResponder(registry: registry, refresh: { refreshed?() }, readiness: { readiness })
+    }
+
+    @Test func metricsAreServedInThePrometheusTextFormatAfterARefresh() async {
+        let counter = registry.makeCounter(descriptor: .init(metricName: "x_total", unitName: "", helpText: "x"))
+        counter.increment()
+        let answer = await responder(refreshed: { counter.increment() }).respond(method: "GET", path: "/metrics")
+        #expect(answer.status == 200)
+        #expect(answer.contentType == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(String(decoding: answer.body, as: UTF8.self).contains("x_total 2"), "refreshed before it was emitted")
+    }
+
+    @Test func readySaysWhyItIsNot() async {
+        #expect(await responder().respond(method: "GET", path: "/-/ready").status == 200)
+        let answer = await responder(.notReady("the last poll could not reach the database: locked"))
+            .respond(method: "GET", path: "/-/ready")
+        #expect(answer.status == 503)
+        #expect(String(decoding: answer.body, as: UTF8.self) == "not ready: the last poll could not reach the database: locked\n")
+        #expect(await responder(.notReady("x")).respond(method: "GET", path: "/-/healthy").status == 200)
+    }
+
+    @Test func otherPathsAndMethodsAreRefused() async {
+        #expect(await responder().respond(method: "GET", path: "/").status == 404)
+        #expect(await responder().respond(method: "GET", path: "/metrics/").status == 404)
+        let post = await responder().respond(method: "POST", path: "/metrics")
+        #expect(post.status == 405)
+        #expect(post.headers["Allow"] == "GET, HEAD")
+        #expect(await responder().respond(method: "HEAD", path: "/metrics").status == 200)
+    }
+}
+
+@Suite struct PollHealthTests {
+    @Test func notReadyBeforeTheFirstPollThenReadyUntilAPollFailsOrGoesStale() async {
+        let clock = ManualClock()
+        let health = PollHealth(clock: clock)
+        let limit = Duration.seconds(30)
+        #expect(health.status(staleAfter: limit) == .notReady("starting: no poll has reached the database yet"))
+        health.pollSucceeded()
+        #expect(health.status(staleAfter: limit) == .ready)
+        clock.advance(by: .seconds(30))
+        #expect(health.status(staleAfter: limit) == .ready)
+        clock.advance(by: .seconds(1))
+        #expect(health.status(staleAfter: limit) == .notReady("no poll has reached the database for 31 s"))
+        health.pollSucceeded()
+        health.pollFailed("database is locked")
+        #expect(
+            health.status(staleAfter: limit) == .notReady("the last poll could not reach the database: database is locked"))
+        health.pollSucceeded()
+        #expect(health.status(staleAfter: limit) == .ready)
+    }
+}
