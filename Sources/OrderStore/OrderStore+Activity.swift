@@ -60,13 +60,7 @@ extension OrderStore {
                     "timeout": policy.paymentTimeoutSeconds,
                 ]
                 var outcomes: [String: [String: Int]] = [:]
-                for row in try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT coalesce(call, 'none') AS call, outcome, count(*) AS n FROM close_attempts
-                         WHERE finished_at BETWEEN :since AND :until GROUP BY 1, 2
-                        """, arguments: window)
-                {
+                for row in try Row.fetchAll(db, sql: Self.recentOutcomesSQL, arguments: window) {
                     outcomes[row["call"] ?? "?", default: [:]][row["outcome"] ?? "?"] = row["n"]
                 }
                 var errCodes: [String: Int] = [:]
@@ -85,6 +79,11 @@ extension OrderStore {
             }
         }
     }
+
+    static let recentOutcomesSQL = """
+        SELECT coalesce(call, 'none') AS call, outcome, count(*) AS n FROM close_attempts
+         WHERE finished_at BETWEEN :since AND :until GROUP BY 1, 2
+        """
 
     /// Seconds late → orders, for the orders closed in the window (an order with two `closed`
     /// lines, a close and its confirming query, counts once, at its last).

@@ -200,18 +200,17 @@ extension OrderStore {
         }
     }
 
+    static let dueBacklogSQL = """
+        SELECT count(*) AS n,
+               min(CASE WHEN state = 'closing' THEN lease_expires_at
+                        ELSE max(\(dueAtSQL), coalesce(next_attempt_at, 0)) END) AS since
+          FROM orders WHERE id IN (\(dueOrderIDsSQL))
+        """
+
     static func dueBacklog(_ db: Database, now: Int64, policy: DuePolicy) throws -> DueBacklog {
         var arguments = Self.dueArguments(now: now, policy: policy)
         arguments += ["minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds]
-        let due = try Row.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT count(*) AS n,
-                           min(CASE WHEN state = 'closing' THEN lease_expires_at
-                                    ELSE max(\(dueAtSQL), coalesce(next_attempt_at, 0)) END) AS since
-                      FROM orders WHERE id IN (\(Self.dueOrderIDsSQL))
-                    """),
-            arguments: arguments)
+        let due = try Row.fetchOne(db.cachedStatement(sql: dueBacklogSQL), arguments: arguments)
         let since: Int64? = due?["since"]
         return DueBacklog(count: due?["n"] ?? 0, oldestDueSeconds: since.map { max(0, now - $0) })
     }
@@ -285,17 +284,33 @@ extension OrderStore {
         }
     }
 
-    /// SQLite's plan for the due-order query, one line per step: the benchmark and the
-    /// tests use it to show that the poll reads indexes, never the whole table.
-    public func dueQueryPlan(now: Int64, policy: DuePolicy) async throws(StoreError) -> [String] {
-        try await run {
-            try await writer.read { db in
-                var arguments = Self.dueArguments(now: now, policy: policy)
-                arguments += ["limit": 256]
-                return try Row.fetchAll(
-                    db, sql: "EXPLAIN QUERY PLAN SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit",
-                    arguments: arguments
-                ).map { $0["detail"] ?? "" }
+    /// A statement whose plan tests and `bench/` check: each must read indexes, never walk
+    /// every row of its table.
+    public enum PlannedQuery: Sendable, CaseIterable {
+        /// The poll's due-order query.
+        case poll
+        /// The due backlog each scrape reads.
+        case dueBacklog
+        /// The history of a window of time (`query --since`).
+        case recentHistory
+    }
+
+    /// SQLite's `EXPLAIN QUERY PLAN` for `query`, one step per line.
+    public func queryPlan(_ query: PlannedQuery, now: Int64, policy: DuePolicy) async throws(StoreError) -> [String] {
+        var arguments = Self.dueArguments(now: now, policy: policy)
+        arguments += [
+            "limit": 256, "minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds,
+            "since": now - 3600, "until": now,
+        ]
+        let sql =
+            switch query {
+            case .poll: "SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit"
+            case .dueBacklog: Self.dueBacklogSQL
+            case .recentHistory: Self.recentOutcomesSQL
+            }
+        return try await run {
+            try await writer.read { [arguments] db in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(sql)", arguments: arguments).map { $0["detail"] ?? "" }
             }
         }
     }

@@ -62,7 +62,8 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
         let lines = (0..<calls).map { index in
             CallRecord(
                 call: index == 0 ? .closeorder : .orderquery, host: "http://127.0.0.1:1",
-                outcome: state == .paid ? .paid : .closed, httpStatus: 200, message: "call \(index)", startedAt: now,
+                outcome: state == .paid ? .paid : .closed, httpStatus: 200,
+                errCode: state == .paid && index == 0 ? "ORDERPAID" : nil, message: "call \(index)", startedAt: now,
                 finishedAt: now, latencyMilliseconds: 5)
         }
         return AttemptRecord(
@@ -272,5 +273,77 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
             #expect(summary.oldestDueLatenessSeconds == 600)
             #expect(try await harness.table.orders(inState: .pending, limit: 10).count == 2)
         }
+    }
+
+    // MARK: Metrics and recent activity
+
+    @Test(arguments: Engine.allCases)
+    func aClaimedOrderSaysWhenItBecameDue(engine: Engine) async throws {
+        try await with(engine) { harness in
+            try await insert(harness, "DEADLINE01", age: 1200, overdue: 90)
+            try await insert(harness, "NODEADLIN1", age: 7500, overdue: nil)
+            try await insert(harness, "YOUNGDEAD1", age: 310, overdue: 200)
+            let due = Dictionary(uniqueKeysWithValues: try await claim(harness).map { ($0.outTradeNo, $0.dueAt) })
+            #expect(due["DEADLINE01"] == now - 90, "its deadline")
+            #expect(due["NODEADLIN1"] == now - 7500 + 7200, "created_at plus the payment timeout")
+            #expect(due["YOUNGDEAD1"] == now - 310 + 300, "never before it is five minutes old")
+        }
+    }
+
+    @Test(arguments: Engine.allCases)
+    func theDueBacklogCountsDueOrdersAndExpiredLeasesOnly(engine: Engine) async throws {
+        try await with(engine) { harness in
+            #expect(try await harness.table.dueBacklog(now: now, policy: policy) == DueBacklog(count: 0, oldestDueSeconds: nil))
+            try await insert(harness, "DUE0000001", overdue: 600)
+            try await insert(harness, "DUE0000002", overdue: 5)
+            try await insert(harness, "NOTYET0001", overdue: -600)
+            try await insert(harness, "CLOSED0001", overdue: 900, state: .closed)
+            try await insert(harness, "LEASED0001")
+            try await harness.leaveClosing("LEASED0001", attempts: 1, leaseToken: "t", leaseExpiresAt: now - 30)
+            try await insert(harness, "LEASED0002")
+            try await harness.leaveClosing("LEASED0002", attempts: 1, leaseToken: "u", leaseExpiresAt: now + 30)
+            let backlog = try await harness.table.dueBacklog(now: now, policy: policy)
+            #expect(backlog == DueBacklog(count: 3, oldestDueSeconds: 600))
+        }
+    }
+
+    @Test(arguments: Engine.allCases)
+    func recentActivityCountsTheWindowsHistoryAndHowLateOrdersWereClosed(engine: Engine) async throws {
+        try await with(engine) { harness in
+            for index in 1...4 { try await insert(harness, "LATE00000\(index)", overdue: Int64(index * 10)) }
+            try await insert(harness, "PAID000001")
+            let claimed = try await claim(harness)
+            let records = claimed.map { order in
+                record(order, order.outTradeNo == "PAID000001" ? .paid : .closed, calls: order.outTradeNo == "LATE000001" ? 2 : 1)
+            }
+            _ = try await harness.table.record(records)
+            let activity = try await harness.table.activity(since: now - 60, until: now, policy: policy)
+            #expect(activity.outcomes["closeorder"] == ["closed": 4, "paid": 1])
+            #expect(activity.outcomes["orderquery"] == ["closed": 1])
+            #expect(activity.errCodes == ["ORDERPAID": 1])
+            // Closed at `now`, due 10 to 40 s before; the order closed by a close and its
+            // confirming query counts once.
+            #expect(activity.closeLateness == LatenessSummary(distribution: [10: 1, 20: 1, 30: 1, 40: 1]))
+            #expect(activity.closeLateness.orders == 4)
+            #expect(activity.closeLateness.p50 == 20)
+            #expect(activity.closeLateness.max == 40)
+            let earlier = try await harness.table.activity(since: now - 600, until: now - 1, policy: policy)
+            #expect(earlier.outcomes.isEmpty)
+            #expect(earlier.closeLateness.orders == 0)
+            #expect(earlier.closeLateness.p99 == nil)
+        }
+    }
+}
+
+@Suite struct LatenessSummaryTests {
+    @Test func quantilesAreNearestRankOverTheDistribution() {
+        // 100 orders: 90 closed 2 s late, 9 at 30 s, 1 at 600 s.
+        let summary = LatenessSummary(distribution: [2: 90, 30: 9, 600: 1])
+        #expect(summary.orders == 100)
+        #expect(summary.p50 == 2)
+        #expect(summary.p90 == 2)
+        #expect(summary.p99 == 30)
+        #expect(summary.max == 600)
+        #expect(LatenessSummary(distribution: [7: 1]).p99 == 7)
     }
 }

@@ -32,7 +32,7 @@ import Testing
     @Test func theDueQueryReadsIndexesNotTheTable() async throws {
         let database = try await TestDatabase.make()
         defer { database.remove() }
-        let plan = try await database.store.dueQueryPlan(now: now, policy: policy)
+        let plan = try await database.store.queryPlan(.poll, now: now, policy: policy)
         #expect(plan.count >= 3)
         for step in plan where step.contains("orders") {
             #expect(step.contains("USING INDEX") || step.contains("USING COVERING INDEX"), "full scan in plan: \(step)")
@@ -41,5 +41,20 @@ import Testing
         #expect(indexes.contains("orders_pending_by_deadline"))
         #expect(indexes.contains("orders_pending_by_creation"))
         #expect(indexes.contains("orders_closing_by_lease"))
+    }
+
+    @Test func theScrapesBacklogAndTheRecentHistoryReadIndexesNotTheTables() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        let backlog = try await database.store.queryPlan(.dueBacklog, now: now, policy: policy)
+        for step in backlog where step.contains("orders") && !step.contains("LIST SUBQUERY") {
+            #expect(
+                step.contains("USING INDEX") || step.contains("USING COVERING INDEX") || step.contains("INTEGER PRIMARY KEY"),
+                "full scan in plan: \(step)")
+        }
+        #expect(!backlog.contains { $0.hasPrefix("SCAN orders") }, "\(backlog)")
+        let history = try await database.store.queryPlan(.recentHistory, now: now, policy: policy)
+        #expect(history.joined(separator: "\n").contains("close_attempts_by_finish"), "\(history)")
+        #expect(!history.contains { $0.hasPrefix("SCAN close_attempts") && !$0.contains("INDEX") }, "\(history)")
     }
 }

@@ -79,7 +79,7 @@ for _ in 0..<50 {
         )
     }
 }
-let plan = try await store.dueQueryPlan(now: now, policy: policy)
+let plan = try await store.queryPlan(.poll, now: now, policy: policy)
 
 print("rows: \(finished) finished + 10000 open (deadline in 1 h) + 1000 due; filled in \(String(format: "%.1f", fillSeconds)) s")
 print("due-order query plan:")
