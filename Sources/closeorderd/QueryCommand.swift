@@ -8,7 +8,8 @@ import WeChatPay
 struct QueryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
-        abstract: "Show what closeorderd did: a summary, orders in a state, or one order and its attempts.",
+        abstract:
+            "Show what closeorderd did: a summary, orders in a state, one order and its attempts, or a window of history.",
         discussion: "Read-only: safe to run while the daemon and the app write to the database."
     )
 
@@ -23,12 +24,20 @@ struct QueryCommand: AsyncParsableCommand {
     @Option(help: "At most this many orders with --state.")
     var limit: Int = 50
 
+    @Option(
+        help: ArgumentHelp(
+            "What happened in the last DURATION (e.g. 90s, 15m, 1h, 2d, 1h30m): history lines by outcome and err_code, and how late orders were closed.",
+            valueName: "duration"))
+    var since: HistoryWindow?
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
     func validate() throws {
         guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
-        if outTradeNo != nil && state != nil { throw ValidationError("give either OUT_TRADE_NO or --state, not both") }
+        if [outTradeNo != nil, state != nil, since != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("give one of OUT_TRADE_NO, --state and --since")
+        }
     }
 
     func run() async throws {
@@ -54,6 +63,8 @@ struct QueryCommand: AsyncParsableCommand {
                 output(report.details(orders, histories: histories))
             } else if let state {
                 output(report.list(try await store.orders(inState: state, limit: limit)))
+            } else if let since {
+                output(report.activity(try await store.activity(since: now - since.seconds, until: now, policy: policy)))
             } else {
                 output(report.summary(try await store.summary(now: now, policy: policy)))
             }
@@ -64,6 +75,36 @@ struct QueryCommand: AsyncParsableCommand {
 }
 
 extension OrderState: ExpressibleByArgument {}
+
+/// A length of time back from now, as `--since` takes it: whole numbers with a unit each,
+/// `s`, `m`, `h` or `d`, e.g. `90s`, `15m`, `1h30m`, `7d`.
+struct HistoryWindow: ExpressibleByArgument, Equatable {
+    let seconds: Int64
+
+    init?(argument: String) {
+        var total: Int64 = 0
+        var digits = ""
+        for character in argument {
+            if character.isASCII && character.isNumber {
+                digits.append(character)
+                continue
+            }
+            let unit: Int64? =
+                switch character {
+                case "s": 1
+                case "m": 60
+                case "h": 3600
+                case "d": 86400
+                default: nil
+                }
+            guard let unit, let count = Int64(digits), count <= 100 * 365 else { return nil }
+            total += count * unit
+            digits = ""
+        }
+        guard digits.isEmpty, total > 0 else { return nil }
+        seconds = total
+    }
+}
 
 /// Renders query results as aligned tables or as JSON.
 struct QueryReport {
@@ -87,6 +128,31 @@ struct QueryReport {
         }
         text += "\ndue now: \(summary.due)"
         if let lateness = summary.oldestDueLatenessSeconds { text += " (oldest due for \(lateness) s)" }
+        return text
+    }
+
+    func activity(_ activity: RecentActivity) -> String {
+        if json { return encode(activity) }
+        var text = "from \(Self.time(activity.since)) to \(Self.time(activity.until))\n\n"
+        var outcomes = TextTable("CALL", "OUTCOME", "HISTORY LINES")
+        for (call, counts) in activity.outcomes.sorted(by: { $0.key < $1.key }) {
+            for (outcome, count) in counts.sorted(by: { $0.key < $1.key }) { outcomes.add([call, outcome, "\(count)"]) }
+        }
+        text += activity.outcomes.isEmpty ? "no history lines in this window\n" : outcomes.rendered + "\n"
+        if !activity.errCodes.isEmpty {
+            var codes = TextTable("ERR_CODE", "HISTORY LINES")
+            for (code, count) in activity.errCodes.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }) {
+                codes.add([code, "\(count)"])
+            }
+            text += "\n" + codes.rendered + "\n"
+        }
+        let lateness = activity.closeLateness
+        if let p50 = lateness.p50, let p90 = lateness.p90, let p99 = lateness.p99, let max = lateness.max {
+            text += "\nclosed \(lateness.orders) orders, this late after they became due: "
+                + "p50 \(p50) s, p90 \(p90) s, p99 \(p99) s, max \(max) s"
+        } else {
+            text += "\nno order closed in this window"
+        }
         return text
     }
 

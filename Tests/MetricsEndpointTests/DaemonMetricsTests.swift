@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import MetricsEndpoint
+import OrderStore
 import Prometheus
 import Simulator
 import TestSupport
@@ -102,8 +103,9 @@ import Testing
             try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT count(*) AS n, sum(closed_at - max(coalesce(expires_at, created_at + 7200), created_at + 300)) AS total
-                      FROM orders WHERE state = 'closed'
+                    SELECT count(*) AS n, sum(late) AS total, max(late) AS latest FROM (
+                        SELECT closed_at - max(coalesce(expires_at, created_at + 7200), created_at + 300) AS late
+                          FROM orders WHERE state = 'closed')
                     """)
         }
         let (closed, total): (Int, Int) = (lateness?["n"] ?? -1, lateness?["total"] ?? -1)
@@ -113,6 +115,22 @@ import Testing
         #expect(scrape.sum("closeorderd_close_lateness_seconds_bucket", ["le": "+Inf"]) == Double(closed))
         #expect(scrape.sum("closeorderd_build_info", ["version": "0.4.0"]) == 1)
         #expect(!scrape.text.contains("SCRAPE1"), "no order number in any label")
+
+        // `query --since` tells the same story from the history.
+        let query = try await setup.run(["query", "--config", setup.configFile, "--since", "1h", "--json"])
+        #expect(query.status == 0, "\(query.stderr)")
+        let activity = try JSONDecoder().decode(RecentActivity.self, from: Data(query.stdout.utf8))
+        for (call, outcomes) in activity.outcomes where call != "none" {
+            for (outcome, count) in outcomes {
+                #expect(scrape.sum("closeorderd_calls_total", ["call": call, "outcome": outcome]) == Double(count))
+            }
+        }
+        #expect(activity.outcomes["none"] == ["invalid": 1], "the row that could not be sent")
+        #expect(activity.errCodes["SIGNERROR"] == 1)
+        #expect(activity.closeLateness.orders == closed)
+        #expect(activity.closeLateness.max == lateness?["latest"])
+        let text = try await setup.run(["query", "--config", setup.configFile, "--since", "15m"])
+        #expect(text.stdout.contains("closed \(closed) orders, this late after they became due: p50 "), "\(text.stdout)")
         #expect(!scrape.text.contains(Fixtures.keyText))
     }
 

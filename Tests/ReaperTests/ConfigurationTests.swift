@@ -58,6 +58,12 @@ import Testing
         ("api:\n  backup_base_url: https://api2.mch.weixin.qq.com?x=1\n", "api.backup_base_url", "without a query"),
         ("api:\n  base_url: http://127.0.0.1:99999\n", "api.base_url", "a port is 1 to 65535"),
         ("api:\n  backup_base_url: http://127.0.0.1:70000\n", "api.backup_base_url", "a port is 1 to 65535"),
+        ("metrics:\n  listen: 9464\n", "metrics.listen", "HOST:PORT"),
+        ("metrics:\n  listen: 127.0.0.1:70000\n", "metrics.listen", "port 0 to 65535"),
+        ("metrics:\n  listen: prometheus.example:9464\n", "metrics.listen", "IPv4 address"),
+        ("metrics:\n  listen: 127.0.0.256:9464\n", "metrics.listen", "HOST:PORT"),
+        ("metrics:\n  listen: ::1:9464\n", "metrics.listen", "bracketed IPv6"),
+        ("metrics:\n  port: 9464\n", "metrics.port", "unknown key"),
     ])
     func aBadValueIsRefusedNamingItsKey(extra: String, key: String, reason: String) {
         let error = #expect(throws: ConfigurationError.self) { try load(minimal + "\n" + extra) }
@@ -171,6 +177,20 @@ extension ConfigurationTests {
         #expect(named.api.backupBaseURL == "http://127.0.0.1:8098")
         let none = try load(minimal + "\napi:\n  backup_base_url: none\n")
         #expect(none.api.backupBaseURL == nil)
+    }
+
+    @Test func theMetricsEndpointIsOffUnlessListenIsSet() throws {
+        #expect(try load(minimal).metricsListen == nil)
+        #expect(try load(minimal + "\nmetrics: {}\n").metricsListen == nil)
+        let local = try load(minimal + "\nmetrics:\n  listen: 127.0.0.1:9464\n")
+        #expect(local.metricsListen == DaemonConfiguration.ListenAddress(host: "127.0.0.1", port: 9464))
+        #expect(local.warnings.isEmpty)
+        #expect(local.summaryWithoutSecrets.contains("metrics.listen=127.0.0.1:9464"))
+        let ipv6 = try load(minimal + "\nmetrics:\n  listen: \"[::1]:9464\"\n")
+        #expect(ipv6.metricsListen == DaemonConfiguration.ListenAddress(host: "::1", port: 9464))
+        #expect(ipv6.metricsListen?.description == "[::1]:9464")
+        let open = try load(minimal + "\nmetrics:\n  listen: 0.0.0.0:9464\n")
+        #expect(open.warnings.first?.contains("metrics.listen is 0.0.0.0:9464, which other machines may reach") == true)
     }
 
     @Test func plainHTTPToAnotherHostGetsAWarning() throws {
