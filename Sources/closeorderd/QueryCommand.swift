@@ -141,14 +141,16 @@ struct QueryReport {
         text += activity.outcomes.isEmpty ? "no history lines in this window\n" : outcomes.rendered + "\n"
         if !activity.errCodes.isEmpty {
             var codes = TextTable("ERR_CODE", "HISTORY LINES")
-            for (code, count) in activity.errCodes.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }) {
+            for (code, count) in activity.errCodes.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
+            ) {
                 codes.add([code, "\(count)"])
             }
             text += "\n" + codes.rendered + "\n"
         }
         let lateness = activity.closeLateness
         if let p50 = lateness.p50, let p90 = lateness.p90, let p99 = lateness.p99, let max = lateness.max {
-            text += "\nclosed \(lateness.orders) orders, this late after they became due: "
+            text +=
+                "\nclosed \(lateness.orders) orders, this late after they became due: "
                 + "p50 \(p50) s, p90 \(p90) s, p99 \(p99) s, max \(max) s"
         } else {
             text += "\nno order closed in this window"

@@ -1,9 +1,10 @@
 import Clocks
 import MetricsEndpoint
 import Prometheus
-@testable import Reaper
 import TestSupport
 import Testing
+
+@testable import Reaper
 
 @Suite struct MetricsResponderTests {
     let registry = PrometheusCollectorRegistry()

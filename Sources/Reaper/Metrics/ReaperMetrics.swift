@@ -49,7 +49,11 @@ public final class ReaperMetrics: Sendable {
                     series,
                     Dictionary(
                         uniqueKeysWithValues: Self.callOutcomes.map {
-                            ($0, Counter(label: Name.calls, dimensions: labels(series) + [("outcome", $0.rawValue)], factory: factory))
+                            (
+                                $0,
+                                Counter(
+                                    label: Name.calls, dimensions: labels(series) + [("outcome", $0.rawValue)], factory: factory)
+                            )
                         })
                 )
             })
@@ -59,7 +63,10 @@ public final class ReaperMetrics: Sendable {
                     series,
                     Dictionary(
                         uniqueKeysWithValues: (Self.errCodeLabels).map {
-                            ($0, Counter(label: Name.callErrors, dimensions: labels(series) + [("err_code", $0)], factory: factory))
+                            (
+                                $0,
+                                Counter(label: Name.callErrors, dimensions: labels(series) + [("err_code", $0)], factory: factory)
+                            )
                         })
                 )
             })
@@ -184,7 +191,8 @@ extension ReaperMetrics {
         Name.callErrors: "Calls WeChat Pay answered with an err_code (v2 names; unknown codes as other).",
         Name.callDuration: "Time per HTTP call to WeChat Pay; host=backup when the backup domain served.",
         Name.ordersFinished: "Orders that reached a final state.",
-        Name.closeLateness: "For each order closed, seconds from when it became due (deadline, 5-minute floor) to recorded closed.",
+        Name.closeLateness:
+            "For each order closed, seconds from when it became due (deadline, 5-minute floor) to recorded closed.",
         Name.dueOrders: "Orders due now and not yet claimed, expired leases included.",
         Name.oldestDueAge: "Seconds since the oldest due order became due; 0 when none is due.",
         Name.inFlightCalls: "Orders whose calls are under way.",
