@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// Serves a `MetricsResponder` over HTTP/1.1 on one address.
 ///
@@ -21,15 +22,24 @@ public final class MetricsServer: Sendable {
     }
 
     /// Starts listening. A connection idle for `idleTimeout` is closed, so that scrapers
-    /// that vanished do not hold sockets for ever.
+    /// that vanished do not hold sockets for ever, and a connection beyond
+    /// `maximumConnections` open at once is closed at once: the daemon's file descriptors
+    /// are for its database and WeChat Pay, not for whoever opens sockets here.
     public static func start(
-        _ responder: MetricsResponder, host: String, port: Int, idleTimeout: Duration = .seconds(60)
+        _ responder: MetricsResponder, host: String, port: Int, idleTimeout: Duration = .seconds(60),
+        maximumConnections: Int = 16
     ) async throws -> MetricsServer {
+        let open = Atomic<Int>(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard open.add(1, ordering: .relaxed).newValue <= maximumConnections else {
+                    open.subtract(1, ordering: .relaxed)
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.subtract(1, ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
                     try pipeline.addHandlers([

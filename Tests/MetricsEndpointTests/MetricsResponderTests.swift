@@ -1,4 +1,5 @@
 import Clocks
+import Foundation
 import MetricsEndpoint
 import Prometheus
 import TestSupport
@@ -59,5 +60,31 @@ import Testing
             health.status(staleAfter: limit) == .notReady("the last poll could not reach the database: database is locked"))
         health.pollSucceeded()
         #expect(health.status(staleAfter: limit) == .ready)
+    }
+}
+
+@Suite struct MetricsServerTests {
+    @Test func connectionsBeyondTheCapAreClosedAtOnce() async throws {
+        let responder = MetricsResponder(registry: PrometheusCollectorRegistry(), refresh: {}, readiness: { .ready })
+        let server = try await MetricsServer.start(responder, host: "127.0.0.1", port: 0, maximumConnections: 1)
+        // An idle connection holds the only place.
+        let idle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(idle, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        try await Task.sleep(for: .milliseconds(200))
+        await #expect(throws: (any Error).self, "a second connection is refused service") {
+            try await httpGet("http://127.0.0.1:\(server.port)/-/healthy")
+        }
+        close(idle)
+        try await DaemonProcess.waitUntil(timeout: 10, "the place is free again") {
+            (try? await httpGet("http://127.0.0.1:\(server.port)/-/healthy"))?.status == 200
+        }
+        await server.stop()
     }
 }
