@@ -156,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "MetricsEndpointTests",
             dependencies: [
-                "MetricsEndpoint", "Reaper", "OrderStore", "Clocks", "Simulator", "TestSupport",
+                "MetricsEndpoint", "Reaper", "OrderStore", "Clocks", "Simulator", "TestSupport", "WeChatPayHTTP",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]

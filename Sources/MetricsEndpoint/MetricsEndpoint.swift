@@ -27,23 +27,38 @@ public final class MetricsEndpoint: Service, Sendable {
     public var listening: Address? { server.withLock { $0.map { ($0.host, $0.port) } } }
 
     /// Starts listening on `address`, or stops for nil. Throws if the address cannot be bound;
-    /// the endpoint then stays where it was.
+    /// the endpoint then stays where it was. A move to another host on the same port (say
+    /// `127.0.0.1:9464` to `0.0.0.0:9464`) closes the old socket first, since both cannot be
+    /// bound at once; if the new one then fails, the old address is bound again.
     public func listen(on address: Address?) async throws {
         let current = requested.withLock { $0 }
         if current?.host == address?.host && current?.port == address?.port { return }
+        let old = server.withLock { $0 }
+        let samePort = address != nil && address?.port != 0 && address?.port == old?.port
+        if samePort { await old?.stop() }
         var new: MetricsServer?
-        if let address { new = try await MetricsServer.start(responder, host: address.host, port: address.port) }
-        let old = server.withLock { server in
-            defer { server = new }
-            return server
+        do {
+            if let address { new = try await MetricsServer.start(responder, host: address.host, port: address.port) }
+        } catch {
+            if samePort, let old {
+                let back = try? await MetricsServer.start(responder, host: old.host, port: old.port)
+                server.withLock { $0 = back }
+            }
+            throw error
         }
+        server.withLock { $0 = new }
         requested.withLock { $0 = address }
-        await old?.stop()
+        if !samePort { await old?.stop() }
         if let new {
-            logger.info("serving metrics", metadata: ["listen": "\(new.host):\(new.port)"])
+            logger.info("serving metrics", metadata: ["listen": "\(Self.shown(new.host, new.port))"])
         } else if old != nil {
             logger.info("metrics endpoint closed: metrics.listen is no longer set")
         }
+    }
+
+    /// `HOST:PORT`, an IPv6 host in brackets.
+    static func shown(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     /// As `listen(on:)`, for a reload: returns at once; moves happen one after another, in
@@ -67,10 +82,10 @@ public final class MetricsEndpoint: Service, Sendable {
         do {
             try await listen(on: address)
         } catch {
-            let kept = listening.map { "\($0.host):\($0.port)" } ?? "nowhere"
+            let kept = listening.map { Self.shown($0.host, $0.port) } ?? "nowhere"
             logger.error(
                 "cannot serve metrics on the new metrics.listen; still listening on \(kept)",
-                metadata: ["listen": "\(address.map { "\($0.host):\($0.port)" } ?? "-")", "error": "\(error)"])
+                metadata: ["listen": "\(address.map { Self.shown($0.host, $0.port) } ?? "-")", "error": "\(error)"])
         }
     }
 

@@ -20,11 +20,11 @@ public struct MetricsResponder: Sendable {
     let registry: PrometheusCollectorRegistry
     /// Sets the gauges read at scrape time (the due backlog, the breaker, rate limits).
     let refresh: @Sendable () async -> Void
-    let readiness: @Sendable () -> PollHealth.Status
+    let readiness: @Sendable () async -> PollHealth.Status
 
     public init(
         registry: PrometheusCollectorRegistry, refresh: @escaping @Sendable () async -> Void,
-        readiness: @escaping @Sendable () -> PollHealth.Status
+        readiness: @escaping @Sendable () async -> PollHealth.Status
     ) {
         self.registry = registry
         self.refresh = refresh
@@ -34,8 +34,7 @@ public struct MetricsResponder: Sendable {
     /// The reaper's metrics, served from `registry`.
     public init(registry: PrometheusCollectorRegistry, reaper: Reaper) {
         self.init(
-            registry: registry, refresh: { await reaper.refreshGauges() },
-            readiness: { reaper.health.status(staleAfter: reaper.staleAfter) })
+            registry: registry, refresh: { await reaper.refreshGauges() }, readiness: { await reaper.readiness() })
     }
 
     public static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -53,7 +52,7 @@ public struct MetricsResponder: Sendable {
         case "/-/healthy":
             return text(200, "closeorderd is up\n")
         case "/-/ready":
-            switch readiness() {
+            switch await readiness() {
             case .ready: return text(200, "ready: polls reach the database\n")
             case .notReady(let reason): return text(503, "not ready: \(reason)\n")
             }

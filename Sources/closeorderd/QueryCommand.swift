@@ -26,8 +26,8 @@ struct QueryCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "What happened in the last DURATION (e.g. 90s, 15m, 1h, 2d, 1h30m): history lines by outcome and err_code, and how late orders were closed.",
-            valueName: "duration"))
+            "What happened in the last DURATION (e.g. 90s, 15m, 1h, 2d, 1h30m; at most 3650d): history lines by outcome and err_code, and how late orders were closed.",
+            valueName: "duration"), transform: HistoryWindow.init(parsing:))
     var since: HistoryWindow?
 
     @Flag(help: "Print JSON instead of a table.")
@@ -77,11 +77,16 @@ struct QueryCommand: AsyncParsableCommand {
 extension OrderState: ExpressibleByArgument {}
 
 /// A length of time back from now, as `--since` takes it: whole numbers with a unit each,
-/// `s`, `m`, `h` or `d`, e.g. `90s`, `15m`, `1h30m`, `7d`.
-struct HistoryWindow: ExpressibleByArgument, Equatable {
+/// `s`, `m`, `h` or `d`, e.g. `90s`, `15m`, `1h30m`, `7d`; at most ten years.
+struct HistoryWindow: Equatable {
     let seconds: Int64
 
-    init?(argument: String) {
+    static let longest: Int64 = 3650 * 86400
+
+    init(parsing argument: String) throws {
+        let problem = ValidationError(
+            "--since takes a length of time: whole numbers each with a unit s, m, h or d, e.g. 90s, 15m, 1h30m, 7d "
+                + "(at most 3650d), got '\(argument)'")
         var total: Int64 = 0
         var digits = ""
         for character in argument {
@@ -97,11 +102,11 @@ struct HistoryWindow: ExpressibleByArgument, Equatable {
                 case "d": 86400
                 default: nil
                 }
-            guard let unit, let count = Int64(digits), count <= 100 * 365 else { return nil }
+            guard let unit, let count = Int64(digits), count <= Self.longest else { throw problem }
             total += count * unit
             digits = ""
         }
-        guard digits.isEmpty, total > 0 else { return nil }
+        guard digits.isEmpty, total > 0, total <= Self.longest else { throw problem }
         seconds = total
     }
 }

@@ -30,13 +30,9 @@ struct RunCommand: AsyncParsableCommand {
         let store: any OrderTable
         do {
             store = try OrderStore(path: configuration.database)
-            let applied = try await store.migrate()
-            if !applied.isEmpty { logger.info("migrated the database", metadata: ["versions": "\(applied)"]) }
         } catch {
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
-        logger.info("starting", metadata: ["config": "\(configuration.summaryWithoutSecrets)", "once": "\(once)"])
-        for warning in configuration.warnings { logger.warning("\(warning)") }
         let live = LiveConfiguration(configuration: configuration, client: Self.client(for: configuration))
         let notifier = ServiceNotifier.fromEnvironment()
         // Metrics are always counted (a few atomic adds per close), so that a reload can
@@ -46,6 +42,8 @@ struct RunCommand: AsyncParsableCommand {
             live: live, store: store, logger: logger,
             observer: SystemdReporter(notifier: notifier, requestTimeoutSeconds: configuration.api.timeoutSeconds),
             maximumPause: notifier.watchdogInterval, metrics: Self.metrics(on: registry))
+        // The endpoint listens before the migration, which can wait on a lock the app holds:
+        // meanwhile /-/healthy answers and /-/ready says the daemon is starting.
         let endpoint = MetricsEndpoint(responder: MetricsResponder(registry: registry, reaper: reaper), logger: logger)
         do {
             try await endpoint.listen(on: configuration.metricsListen.map { ($0.host, $0.port) })
@@ -55,33 +53,49 @@ struct RunCommand: AsyncParsableCommand {
                 code: ExitCodes.configuration)
         }
         do {
-            if once {
-                // Under a service group too, so that SIGTERM or SIGINT stops claiming, hands
-                // queued orders back and waits for the calls in flight, as the daemon does.
-                let pass = OncePass(reaper: reaper, started: startup.handOver)
-                let group = ServiceGroup(
-                    configuration: .init(
-                        services: [.init(service: pass, successTerminationBehavior: .gracefullyShutdownGroup)],
-                        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-                try await group.run()
-                logger.info("finished one pass", metadata: ["claimed": "\(pass.claimed)"])
-            } else {
-                let reloader = ReloadOnHangup(
-                    reload: {
-                        if let reloaded = reload(live, logger: logger) {
-                            endpoint.move(to: reloaded.metricsListen.map { ($0.host, $0.port) })
-                        }
-                    }, listening: startup.handOver)
-                let group = ServiceGroup(
-                    services: [reaper, reloader, endpoint], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-                try await group.run()
-                logger.info("stopped: in-flight calls recorded")
-            }
+            let applied = try await store.migrate()
+            if !applied.isEmpty { logger.info("migrated the database", metadata: ["versions": "\(applied)"]) }
+        } catch {
+            exitWithMessage("\(error)", code: ExitCodes.database)
+        }
+        logger.info("starting", metadata: ["config": "\(configuration.summaryWithoutSecrets)", "once": "\(once)"])
+        for warning in configuration.warnings { logger.warning("\(warning)") }
+        do {
+            try await serve(reaper, endpoint: endpoint, live: live, startup: startup, logger: logger)
         } catch {
             await live.client.shutdown()
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
         await live.client.shutdown()
+    }
+
+    /// Runs the reaper until it is done (`--once`) or stopped. The endpoint comes first in the
+    /// group, so that it stops last: `/-/ready` says `stopping` while calls in flight drain.
+    private func serve(
+        _ reaper: Reaper, endpoint: MetricsEndpoint, live: LiveConfiguration, startup: StartupSignals, logger: Logger
+    ) async throws {
+        if once {
+            // Under a service group too, so that SIGTERM or SIGINT stops claiming, hands
+            // queued orders back and waits for the calls in flight, as the daemon does.
+            let pass = OncePass(reaper: reaper, started: startup.handOver)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: pass, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            logger.info("finished one pass", metadata: ["claimed": "\(pass.claimed)"])
+        } else {
+            let reloader = ReloadOnHangup(
+                reload: {
+                    if let reloaded = reload(live, logger: logger) {
+                        endpoint.move(to: reloaded.metricsListen.map { ($0.host, $0.port) })
+                    }
+                }, listening: startup.handOver)
+            let group = ServiceGroup(
+                services: [endpoint, reaper, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            try await group.run()
+            logger.info("stopped: in-flight calls recorded")
+        }
     }
 
     static func client(for configuration: DaemonConfiguration) -> WeChatPayClient {

@@ -202,11 +202,18 @@ import Testing
         #expect(try await httpGet("\(second)/-/healthy").status == 200)
         await #expect(throws: (any Error).self, "the old port is closed") { try await httpGet("\(first)/-/healthy") }
 
+        // The same port on another host name: the old socket is closed first, so it can be bound.
+        try await reload(listen: "localhost:\(port)")
+        try await DaemonProcess.waitUntil(timeout: 60, "served on localhost") {
+            daemon.stderr.contains("serving metrics listen=localhost:\(port)")
+        }
+        #expect(try await httpGet("\(second)/-/healthy").status == 200)
+
         // A port another process holds: the endpoint stays where it was, and says why.
         let holder = try await Self.listener()
         try await reload(listen: "127.0.0.1:\(holder.port)")
         try await DaemonProcess.waitUntil(timeout: 60, "the failed move is logged") {
-            daemon.stderr.contains("cannot serve metrics on the new metrics.listen; still listening on 127.0.0.1:\(port)")
+            daemon.stderr.contains("cannot serve metrics on the new metrics.listen; still listening on localhost:\(port)")
         }
         #expect(try await httpGet("\(second)/-/healthy").status == 200)
         await holder.stop()
@@ -217,6 +224,33 @@ import Testing
         await #expect(throws: (any Error).self) { try await httpGet("\(second)/-/healthy") }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: 20) == 0)
+    }
+
+    @Test func readySaysStoppingWhileCallsInFlightDrainAndTheEndpointClosesLast() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            .replacingOccurrences(of: "timeout_seconds: 2", with: "timeout_seconds: 120")
+            .replacingOccurrences(of: "lease_seconds: 30", with: "lease_seconds: 300")
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        let simulator = setup.simulator.simulator
+        simulator.holdAnswers()
+        defer { simulator.releaseAnswers() }
+        try setup.database.insert("DRAINING01")
+        let daemon = try setup.daemon()
+        let url = try await Self.endpoint(of: daemon)
+        try await DaemonProcess.waitUntil(timeout: 60, "the call arrived") { simulator.stats.closeCalls["DRAINING01"] == 1 }
+        daemon.signal(SIGTERM)
+        var answer = (status: 0, body: "")
+        try await DaemonProcess.waitUntil(timeout: 60, "stopping") {
+            answer = try await httpGet("\(url)/-/ready")
+            return answer.status == 503
+        }
+        #expect(answer.body == "not ready: stopping\n")
+        #expect(daemon.process.isRunning)
+        simulator.releaseAnswers()
+        #expect(try await daemon.waitForExit(timeout: 60) == 0)
+        #expect(try setup.count("closed") == 1)
     }
 
     @Test func aPortInUseStopsTheStartNamingTheKey() async throws {

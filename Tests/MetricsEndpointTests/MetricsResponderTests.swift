@@ -4,6 +4,7 @@ import MetricsEndpoint
 import Prometheus
 import TestSupport
 import Testing
+import WeChatPayHTTP
 
 @testable import Reaper
 
@@ -86,5 +87,33 @@ import Testing
             (try? await httpGet("http://127.0.0.1:\(server.port)/-/healthy"))?.status == 200
         }
         await server.stop()
+    }
+}
+
+@Suite struct ReaperReadinessTests {
+    @Test func aQuietLoopIsNotReadyUnlessAnOutagePausedClaimingAndTheDatabaseAnswers() async throws {
+        let database = try await TestDatabase.make()
+        defer { database.remove() }
+        let clock = ManualClock()
+        let configuration = Fixtures.configuration(database: database.path, baseURL: "http://127.0.0.1:9")
+        let client = WeChatPayClient(baseURL: "http://127.0.0.1:9", timeoutSeconds: 2, maxConnections: 1, clock: clock)
+        defer { Task { await client.shutdown() } }
+        let reaper = Reaper(
+            live: LiveConfiguration(configuration: configuration, client: client), store: database.store,
+            logger: Fixtures.quietLogger, clock: clock)
+        #expect(await reaper.readiness() == .notReady("starting: no poll has reached the database yet"))
+        reaper.health.pollSucceeded()
+        #expect(await reaper.readiness() == .ready)
+        clock.advance(by: reaper.staleAfter + .seconds(1))
+        guard case .notReady(let reason) = await reaper.readiness() else {
+            Issue.record("a loop quiet for longer than it may be is not ready")
+            return
+        }
+        #expect(reason.hasPrefix("no poll has reached the database for"))
+        // WeChat Pay looks down: the breaker stops claiming, and the database is asked instead.
+        while !reaper.breaker.isOpen { _ = reaper.breaker.record(outageFailure: true) }
+        #expect(await reaper.readiness() == .ready)
+        reaper.health.pollFailed("disk I/O error")
+        #expect(await reaper.readiness() == .notReady("the last poll could not reach the database: disk I/O error"))
     }
 }

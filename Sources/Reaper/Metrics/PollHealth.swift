@@ -5,7 +5,8 @@ import Synchronization
 ///
 /// Ready once a poll has reached the database, and while the latest one did and it is
 /// recent: a loop that stopped polling (stuck, or every call slot held far longer than calls
-/// can last) is not ready either. Not ready while stopping.
+/// can last) is not ready either, unless claiming is paused on purpose (WeChat Pay is down;
+/// `Reaper.readiness()` then asks the database itself). Not ready while stopping.
 public final class PollHealth: Sendable {
     /// Why the daemon is not ready, in a sentence for the operator.
     public enum Status: Equatable, Sendable {
@@ -42,15 +43,16 @@ public final class PollHealth: Sendable {
         state.withLock { $0.stopping = true }
     }
 
-    /// The status now, given how long a healthy loop may go between polls.
-    public func status(staleAfter: Duration) -> Status {
+    /// The status now, given how long a healthy loop may go between polls; with
+    /// `claimingPaused`, a quiet loop is not held against it.
+    public func status(staleAfter: Duration, claimingPaused: Bool = false) -> Status {
         let now = clock.now
         return state.withLock { state in
             if state.stopping { return .notReady("stopping") }
             if let failure = state.failure { return .notReady("the last poll could not reach the database: \(failure)") }
             guard let lastSuccess = state.lastSuccess else { return .notReady("starting: no poll has reached the database yet") }
             let quiet = now - lastSuccess
-            if quiet > staleAfter {
+            if quiet > staleAfter && !claimingPaused {
                 return .notReady("no poll has reached the database for \(quiet.components.seconds) s")
             }
             return .ready

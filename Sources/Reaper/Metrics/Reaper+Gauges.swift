@@ -15,17 +15,38 @@ extension Reaper {
     /// gauges as they were, and is counted under `operation="backlog"`.
     public func refreshGauges() async {
         let configuration = live.configuration
-        do {
-            let backlog = try await store.dueBacklog(
-                now: clock.secondsSince1970, policy: configuration.reaper.duePolicy)
+        let backlog = await readBacklog()
+        if case .success(let backlog) = backlog {
             metrics.dueOrders.record(backlog.count)
             metrics.oldestDueAge.record(backlog.oldestDueSeconds ?? 0)
-        } catch {
-            metrics.databaseFailed(.backlog)
         }
         metrics.breakerOpen.record(breaker.isOpen ? 1 : 0)
         metrics.setRateLimits(
             Dictionary(configuration.merchants.map { ($0.mchID, limiter.currentRate($0.mchID)) }) { $1 })
-        metrics.ready.record(health.status(staleAfter: staleAfter) == .ready ? 1 : 0)
+        metrics.ready.record(readiness(given: backlog) == .ready ? 1 : 0)
+    }
+
+    /// What `/-/ready` answers. While WeChat Pay is down the loop claims nothing (the outage
+    /// breaker holds it), so its polls go quiet on purpose: the database is then read here.
+    public func readiness() async -> PollHealth.Status {
+        readiness(given: breaker.isOpen ? await readBacklog() : nil)
+    }
+
+    private func readiness(given backlog: Result<DueBacklog, StoreError>?) -> PollHealth.Status {
+        let paused = breaker.isOpen
+        if paused, case .failure(let error) = backlog {
+            return .notReady("the database cannot be read: \(error)")
+        }
+        return health.status(staleAfter: staleAfter, claimingPaused: paused)
+    }
+
+    private func readBacklog() async -> Result<DueBacklog, StoreError> {
+        do {
+            return .success(
+                try await store.dueBacklog(now: clock.secondsSince1970, policy: live.configuration.reaper.duePolicy))
+        } catch {
+            metrics.databaseFailed(.backlog)
+            return .failure(error)
+        }
     }
 }
