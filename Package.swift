@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "MetricsEndpoint",
             dependencies: [
-                "Reaper",
+                "Reaper", "ConfigurationFile",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

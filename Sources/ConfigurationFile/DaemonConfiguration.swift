@@ -14,9 +14,12 @@ public struct DaemonConfiguration: Sendable {
 
     /// A `HOST:PORT` to listen on: an IPv4 address, `localhost`, or an IPv6 address in brackets.
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+        /// An IPv4 address, `localhost`, or an IPv6 address (without its brackets).
         public var host: String
+        /// 0 to 65535; 0 picks a free port.
         public var port: Int
 
+        /// An address to listen on.
         public init(host: String, port: Int) {
             self.host = host
             self.port = port

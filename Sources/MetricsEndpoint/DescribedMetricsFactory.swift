@@ -2,10 +2,11 @@ import CoreMetrics
 import Prometheus
 
 /// swift-metrics' factory over a Prometheus registry, like swift-prometheus'
-/// `PrometheusMetricsFactory`, but every metric gets its `# HELP` line and its own buckets:
-/// `promtool check metrics` wants help text, and lateness (seconds to hours) and call time
-/// (milliseconds) need different buckets.
+/// `PrometheusMetricsFactory`, but every metric gets its `# HELP` line, which that factory
+/// cannot give (it registers with empty help, and the registry refuses a second help text
+/// for a name): `promtool check metrics` wants help text.
 public struct DescribedMetricsFactory: MetricsFactory {
+    /// Where the metrics are kept, and emitted from at each scrape.
     public let registry: PrometheusCollectorRegistry
     let help: [String: String]
     let durationBuckets: [String: [Duration]]
@@ -19,6 +20,9 @@ public struct DescribedMetricsFactory: MetricsFactory {
         self.help = help
         self.durationBuckets = durationBuckets
     }
+
+    /// Prometheus' usual buckets, in seconds.
+    static let defaultBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     private func descriptor(_ label: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: label, unitName: "", helpText: help[label] ?? "")
@@ -34,8 +38,7 @@ public struct DescribedMetricsFactory: MetricsFactory {
 
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         guard aggregate else { return registry.makeGauge(descriptor: descriptor(label), labels: dimensions) }
-        return registry.makeValueHistogram(
-            descriptor: descriptor(label), labels: dimensions, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+        return registry.makeValueHistogram(descriptor: descriptor(label), labels: dimensions, buckets: Self.defaultBuckets)
     }
 
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
@@ -45,7 +48,7 @@ public struct DescribedMetricsFactory: MetricsFactory {
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         registry.makeDurationHistogram(
             descriptor: descriptor(label), labels: dimensions,
-            buckets: durationBuckets[label] ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10].map { .seconds($0) })
+            buckets: durationBuckets[label] ?? Self.defaultBuckets.map { .seconds($0) })
     }
 
     public func destroyCounter(_ handler: any CounterHandler) {

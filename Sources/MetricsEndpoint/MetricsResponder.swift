@@ -11,9 +11,12 @@ import Reaper
 public struct MetricsResponder: Sendable {
     /// One answer.
     public struct Response: Sendable, Equatable {
+        /// The HTTP status.
         public var status: Int
+        /// `Content-Type`.
         public var contentType: String
         public var body: [UInt8]
+        /// Headers besides `Content-Type` and `Content-Length` (`Allow` on a 405).
         public var headers: [String: String] = [:]
     }
 
@@ -22,6 +25,7 @@ public struct MetricsResponder: Sendable {
     let refresh: @Sendable () async -> Void
     let readiness: @Sendable () async -> PollHealth.Status
 
+    /// Serves `registry`, running `refresh` before each scrape; `readiness` answers `/-/ready`.
     public init(
         registry: PrometheusCollectorRegistry, refresh: @escaping @Sendable () async -> Void,
         readiness: @escaping @Sendable () async -> PollHealth.Status
@@ -37,8 +41,10 @@ public struct MetricsResponder: Sendable {
             registry: registry, refresh: { await reaper.refreshGauges() }, readiness: { await reaper.readiness() })
     }
 
+    /// The Prometheus text exposition format, version 0.0.4.
     public static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
+    /// The answer to `method` on `path` (the target without its query).
     public func respond(method: String, path: String) async -> Response {
         guard method == "GET" || method == "HEAD" else {
             return Response(

@@ -7,18 +7,50 @@ import Synchronization
 ///
 /// ```swift
 /// let server = try await MetricsServer.start(responder, host: "127.0.0.1", port: 9464)
-/// try await server.stop()
+/// await server.stop()
 /// ```
 public final class MetricsServer: Sendable {
+    /// The address bound.
     public let host: String
     /// The port bound (the one asked for, or the one picked for port 0).
     public let port: Int
     let channel: any Channel
+    /// The connections open now, closed with the server.
+    let connections: Connections
 
-    private init(host: String, port: Int, channel: any Channel) {
+    private init(host: String, port: Int, channel: any Channel, connections: Connections) {
         self.host = host
         self.port = port
         self.channel = channel
+        self.connections = connections
+    }
+
+    /// The accepted connections: counted against the cap, and closed when the server stops
+    /// (a keep-alive scraper must not go on being served on an address no longer configured).
+    final class Connections: Sendable {
+        private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
+        let maximum: Int
+
+        init(maximum: Int) { self.maximum = maximum }
+
+        /// Admits `channel` unless the cap is reached.
+        func admit(_ channel: any Channel) -> Bool {
+            let admitted = open.withLock { open in
+                guard open.count < maximum else { return false }
+                open[ObjectIdentifier(channel)] = channel
+                return true
+            }
+            if admitted {
+                channel.closeFuture.whenComplete { [self] _ in
+                    _ = open.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+                }
+            }
+            return admitted
+        }
+
+        func closeAll() {
+            for channel in open.withLock({ Array($0.values) }) { channel.close(promise: nil) }
+        }
     }
 
     /// Starts listening. A connection that sends nothing for `idleTimeout` is closed (a
@@ -30,17 +62,13 @@ public final class MetricsServer: Sendable {
         _ responder: MetricsResponder, host: String, port: Int, idleTimeout: Duration = .seconds(10),
         maximumConnections: Int = 64
     ) async throws -> MetricsServer {
-        let open = Atomic<Int>(0)
+        let connections = Connections(maximum: maximumConnections)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                guard open.add(1, ordering: .relaxed).newValue <= maximumConnections else {
-                    open.subtract(1, ordering: .relaxed)
-                    return channel.close()
-                }
-                channel.closeFuture.whenComplete { _ in open.subtract(1, ordering: .relaxed) }
+                guard connections.admit(channel) else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
@@ -51,12 +79,14 @@ public final class MetricsServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        return MetricsServer(host: host, port: channel.localAddress?.port ?? port, channel: channel)
+        return MetricsServer(
+            host: host, port: channel.localAddress?.port ?? port, channel: channel, connections: connections)
     }
 
-    /// Stops accepting connections and closes the listening socket.
+    /// Closes the listening socket and every connection still open.
     public func stop() async {
         try? await channel.close()
+        connections.closeAll()
     }
 }
 

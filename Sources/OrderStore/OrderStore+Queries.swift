@@ -180,11 +180,18 @@ public struct StoreSummary: Sendable, Codable, Equatable {
 
 /// How many orders are due now, and for how long the oldest has been.
 public struct DueBacklog: Sendable, Equatable {
-    /// Pending orders due now, and expired leases.
+    /// A scrape counts at most this many due rows: in a long outage the backlog can grow
+    /// without bound, and the scrape must not. `closeorderd query` counts them all.
+    public static let countedAtMost = 10_000
+
+    /// Pending orders due now, and expired leases (at most `countedAtMost` for a scrape).
     public var count: Int
-    /// How many seconds ago the oldest due order became due; nil when none is due.
+    /// How many seconds ago the oldest due order became due; nil when none is due. Beyond
+    /// `countedAtMost`, the oldest of the rows counted: the first of each index, by deadline,
+    /// creation and lease.
     public var oldestDueSeconds: Int64?
 
+    /// A backlog as a store reports it.
     public init(count: Int, oldestDueSeconds: Int64?) {
         self.count = count
         self.oldestDueSeconds = oldestDueSeconds
@@ -196,20 +203,25 @@ extension OrderStore {
     /// orders due, never with finished rows (for each Prometheus scrape).
     public func dueBacklog(now: Int64, policy: DuePolicy) async throws(StoreError) -> DueBacklog {
         try await run {
-            try await writer.read { db in try Self.dueBacklog(db, now: now, policy: policy) }
+            try await writer.read { db in
+                try Self.dueBacklog(db, now: now, policy: policy, countingAtMost: DueBacklog.countedAtMost)
+            }
         }
     }
 
+    /// The due backlog, counted up to `:cap` rows: a scrape in a long outage reads at most
+    /// that many, however many are due (`query` counts them all).
     static let dueBacklogSQL = """
         SELECT count(*) AS n,
                min(CASE WHEN state = 'closing' THEN lease_expires_at
                         ELSE max(\(dueAtSQL), coalesce(next_attempt_at, 0)) END) AS since
-          FROM orders WHERE id IN (\(dueOrderIDsSQL))
+          FROM orders WHERE id IN (SELECT id FROM (\(dueOrderIDsSQL)) LIMIT :cap)
         """
 
-    static func dueBacklog(_ db: Database, now: Int64, policy: DuePolicy) throws -> DueBacklog {
+    /// `countingAtMost` -1 counts every due row (`query`).
+    static func dueBacklog(_ db: Database, now: Int64, policy: DuePolicy, countingAtMost cap: Int) throws -> DueBacklog {
         var arguments = Self.dueArguments(now: now, policy: policy)
-        arguments += ["minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds]
+        arguments += ["minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds, "cap": cap]
         let due = try Row.fetchOne(db.cachedStatement(sql: dueBacklogSQL), arguments: arguments)
         let since: Int64? = due?["since"]
         return DueBacklog(count: due?["n"] ?? 0, oldestDueSeconds: since.map { max(0, now - $0) })
@@ -236,7 +248,7 @@ extension OrderStore {
                     failures[StoredValue.displayText(row, "err_code") ?? "(none)", default: 0] +=
                         Int.fromDatabaseValue(row["n"] as DatabaseValue) ?? 0
                 }
-                let backlog = try Self.dueBacklog(db, now: now, policy: policy)
+                let backlog = try Self.dueBacklog(db, now: now, policy: policy, countingAtMost: -1)
                 return StoreSummary(
                     countsByState: counts, failuresByErrCode: failures, due: backlog.count,
                     oldestDueLatenessSeconds: backlog.oldestDueSeconds)
@@ -291,8 +303,12 @@ extension OrderStore {
         case poll
         /// The due backlog each scrape reads.
         case dueBacklog
-        /// The history of a window of time (`query --since`).
+        /// The history of a window of time by outcome (`query --since`).
         case recentHistory
+        /// … by err_code.
+        case recentErrCodes
+        /// … and how late the orders closed in it were.
+        case recentLateness
     }
 
     /// SQLite's `EXPLAIN QUERY PLAN` for `query`, one step per line.
@@ -300,13 +316,15 @@ extension OrderStore {
         var arguments = Self.dueArguments(now: now, policy: policy)
         arguments += [
             "limit": 256, "minAge": policy.minOrderAgeSeconds, "timeout": policy.paymentTimeoutSeconds,
-            "since": now - 3600, "until": now,
+            "since": now - 3600, "until": now, "cap": DueBacklog.countedAtMost,
         ]
         let sql =
             switch query {
             case .poll: "SELECT id FROM (\(Self.dueOrderIDsSQL)) LIMIT :limit"
             case .dueBacklog: Self.dueBacklogSQL
             case .recentHistory: Self.recentOutcomesSQL
+            case .recentErrCodes: Self.recentErrCodesSQL
+            case .recentLateness: Self.recentLatenessSQL
             }
         return try await run {
             try await writer.read { [arguments] db in

@@ -43,7 +43,8 @@ public protocol OrderTable: Sendable {
     /// Counts by state and err_code, and the due backlog (`closeorderd query`).
     func summary(now: Int64, policy: DuePolicy) async throws(StoreError) -> StoreSummary
 
-    /// The due backlog, from indexes over unfinished rows only (each Prometheus scrape).
+    /// The due backlog, from indexes over unfinished rows only, counting at most
+    /// `DueBacklog.countedAtMost` rows (each Prometheus scrape).
     func dueBacklog(now: Int64, policy: DuePolicy) async throws(StoreError) -> DueBacklog
 
     /// What the history says happened in `since...until` (`closeorderd query --since`).

@@ -13,6 +13,8 @@ public struct Exchange: Sendable {
     public var host: String
     public var httpStatus: Int?
     public var latencyMilliseconds: Int
+    /// False when no request left: it could not be signed, or the lease had too little time.
+    public var sent = true
 }
 
 /// Calls WeChat Pay over HTTP: API v2 `/pay/closeorder` and `/pay/orderquery` (signed XML),
@@ -116,7 +118,7 @@ public final class WeChatPayClient: Sendable {
         } catch {
             return (
                 .failure(UnusableAnswer(message: "cannot sign the API v3 request: \(error)")),
-                Exchange(host: hosts.primary, httpStatus: nil, latencyMilliseconds: 0)
+                Exchange(host: hosts.primary, httpStatus: nil, latencyMilliseconds: 0, sent: false)
             )
         }
         var headers = [
@@ -141,7 +143,7 @@ public final class WeChatPayClient: Sendable {
         let host = hosts.hostForNextCall()
         guard let first = await send(host + path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
         else {
-            return (.failure(Self.leaseTooShort), Exchange(host: host, httpStatus: nil, latencyMilliseconds: 0))
+            return (.failure(Self.leaseTooShort), Exchange(host: host, httpStatus: nil, latencyMilliseconds: 0, sent: false))
         }
         hosts.report(host: host, failedOver: first.failedOver)
         guard first.failedOver, let backup = hosts.backup, host != backup,

@@ -44,9 +44,10 @@ struct RunCommand: AsyncParsableCommand {
             maximumPause: notifier.watchdogInterval, metrics: Self.metrics(on: registry))
         // The endpoint listens before the migration, which can wait on a lock the app holds:
         // meanwhile /-/healthy answers and /-/ready says the daemon is starting.
+        // `--once` serves nothing: a cron pass beside the daemon must not want its port.
         let endpoint = MetricsEndpoint(responder: MetricsResponder(registry: registry, reaper: reaper), logger: logger)
         do {
-            try await endpoint.listen(on: configuration.metricsListen.map { ($0.host, $0.port) })
+            try await endpoint.listen(on: once ? nil : configuration.metricsListen)
         } catch {
             exitWithMessage(
                 "metrics.listen: cannot listen on \(configuration.metricsListen.map(String.init(describing:)) ?? "-"): \(error)",
@@ -88,7 +89,7 @@ struct RunCommand: AsyncParsableCommand {
             let reloader = ReloadOnHangup(
                 reload: {
                     if let reloaded = reload(live, logger: logger) {
-                        endpoint.move(to: reloaded.metricsListen.map { ($0.host, $0.port) })
+                        endpoint.move(to: reloaded.metricsListen)
                     }
                 }, listening: startup.handOver)
             let group = ServiceGroup(

@@ -8,9 +8,11 @@ import Synchronization
 /// can last) is not ready either, unless claiming is paused on purpose (WeChat Pay is down;
 /// `Reaper.readiness()` then asks the database itself). Not ready while stopping.
 public final class PollHealth: Sendable {
-    /// Why the daemon is not ready, in a sentence for the operator.
+    /// Ready, or why not, in a sentence for the operator.
     public enum Status: Equatable, Sendable {
+        /// Polls reach the database.
         case ready
+        /// They do not, or no longer: the reason.
         case notReady(String)
     }
 
@@ -23,6 +25,7 @@ public final class PollHealth: Sendable {
     private let state = Mutex(State())
     private let clock: any DaemonClock
 
+    /// Not ready until the first poll; times from `clock`.
     public init(clock: any DaemonClock = SystemClock()) {
         self.clock = clock
     }
@@ -33,6 +36,12 @@ public final class PollHealth: Sendable {
             $0.lastSuccess = now
             $0.failure = nil
         }
+    }
+
+    /// The database answered a read while claiming was paused: an earlier failed poll no
+    /// longer stands, but no poll is counted.
+    func databaseAnswered() {
+        state.withLock { $0.failure = nil }
     }
 
     func pollFailed(_ reason: String) {

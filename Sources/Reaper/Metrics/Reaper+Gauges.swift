@@ -3,11 +3,12 @@ import OrderStore
 /// The gauges a scrape reads, set just before it: the due backlog from the database, the
 /// breaker, the merchants' rate limits and readiness.
 extension Reaper {
-    /// How long a healthy loop may go without a poll: two poll intervals, plus an attempt's
-    /// three calls each at the request timeout (every call slot busy), plus slack.
+    /// How long a healthy loop may go without a poll: two poll intervals, plus the lease
+    /// (with every call slot busy, the loop waits for one; no attempt, rate-limit waits
+    /// included, outlives its lease), plus slack.
     public var staleAfter: Duration {
         let configuration = live.configuration
-        let seconds = 2 * configuration.reaper.pollIntervalSeconds + 3 * configuration.api.timeoutSeconds + 10
+        let seconds = 2 * configuration.reaper.pollIntervalSeconds + Double(configuration.reaper.leaseSeconds) + 10
         return .milliseconds(Int64(seconds * 1000))
     }
 
@@ -34,8 +35,10 @@ extension Reaper {
 
     private func readiness(given backlog: Result<DueBacklog, StoreError>?) -> PollHealth.Status {
         let paused = breaker.isOpen
-        if paused, case .failure(let error) = backlog {
-            return .notReady("the database cannot be read: \(error)")
+        switch (paused, backlog) {
+        case (true, .failure(let error)?): return .notReady("the database cannot be read: \(error)")
+        case (true, .success?): health.databaseAnswered()
+        default: break
         }
         return health.status(staleAfter: staleAfter, claimingPaused: paused)
     }

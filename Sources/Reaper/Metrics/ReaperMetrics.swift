@@ -12,7 +12,7 @@ import WeChatPay
 /// numbers and nothing secret; `err_code` is one of WeChat Pay's known codes or `other`.
 ///
 /// ```swift
-/// let metrics = ReaperMetrics(factory: PrometheusMetricsFactory(registry: registry))
+/// let metrics = ReaperMetrics(factory: DescribedMetricsFactory(registry: registry, help: ReaperMetrics.help))
 /// metrics.callMade(api: .v2, call: .closeorder, outcome: .closed, errCode: nil, onBackup: false, milliseconds: 42)
 /// ```
 public final class ReaperMetrics: Sendable {
@@ -20,6 +20,8 @@ public final class ReaperMetrics: Sendable {
     struct CallSeries: Hashable {
         let api: APIVersion
         let call: CallKind
+
+        var labels: [(String, String)] { [("api", api.rawValue), ("call", call.rawValue)] }
     }
 
     let factory: any MetricsFactory
@@ -36,44 +38,20 @@ public final class ReaperMetrics: Sendable {
     let ready: Gauge
     private let rateLimits = Mutex<[String: Gauge]>([:])
 
-    /// Creates every series on `factory`.
+    /// Creates every series on `factory`; `version` labels `closeorderd_build_info`.
     public init(factory: any MetricsFactory, version: String = "unknown") {
         self.factory = factory
         let series = APIVersion.allCases.flatMap { api in CallKind.allCases.map { CallSeries(api: api, call: $0) } }
-        func labels(_ series: CallSeries) -> [(String, String)] {
-            [("api", series.api.rawValue), ("call", series.call.rawValue)]
+        calls = Self.table(series, Self.callOutcomes) { series, outcome in
+            Counter(label: Name.calls, dimensions: series.labels + [("outcome", outcome.rawValue)], factory: factory)
         }
-        calls = Dictionary(
-            uniqueKeysWithValues: series.map { series in
-                (
-                    series,
-                    Dictionary(
-                        uniqueKeysWithValues: Self.callOutcomes.map {
-                            (
-                                $0,
-                                Counter(
-                                    label: Name.calls, dimensions: labels(series) + [("outcome", $0.rawValue)], factory: factory)
-                            )
-                        })
-                )
-            })
-        callErrors = Dictionary(
-            uniqueKeysWithValues: series.map { series in
-                (
-                    series,
-                    Dictionary(
-                        uniqueKeysWithValues: (Self.errCodeLabels).map {
-                            (
-                                $0,
-                                Counter(label: Name.callErrors, dimensions: labels(series) + [("err_code", $0)], factory: factory)
-                            )
-                        })
-                )
-            })
+        callErrors = Self.table(series, Self.errCodeLabels) { series, code in
+            Counter(label: Name.callErrors, dimensions: series.labels + [("err_code", code)], factory: factory)
+        }
         callDurations = Dictionary(
             uniqueKeysWithValues: series.map { series in
                 let timer = { (host: String) in
-                    Timer(label: Name.callDuration, dimensions: labels(series) + [("host", host)], factory: factory)
+                    Timer(label: Name.callDuration, dimensions: series.labels + [("host", host)], factory: factory)
                 }
                 return (series, (timer("primary"), timer("backup")))
             })
@@ -94,6 +72,16 @@ public final class ReaperMetrics: Sendable {
         ready = Gauge(label: Name.ready, factory: factory)
         for gauge in [dueOrders, oldestDueAge, breakerOpen, ready] { gauge.record(0) }
         Gauge(label: Name.buildInfo, dimensions: [("version", version)], factory: factory).record(1)
+    }
+
+    /// One counter per call series and per value of its last label.
+    private static func table<Value: Hashable>(
+        _ series: [CallSeries], _ values: [Value], _ make: (CallSeries, Value) -> Counter
+    ) -> [CallSeries: [Value: Counter]] {
+        Dictionary(
+            uniqueKeysWithValues: series.map { series in
+                (series, Dictionary(uniqueKeysWithValues: values.map { ($0, make(series, $0)) }))
+            })
     }
 
     /// One HTTP call to WeChat Pay and what it came to.
@@ -168,20 +156,34 @@ public enum DatabaseOperation: String, CaseIterable, Sendable {
 }
 
 extension ReaperMetrics {
-    /// The metric names, part of the contract with operators' alerts and dashboards.
+    /// The metric names, part of the contract with operators' alerts and dashboards; what
+    /// each counts is in `help` and the README's "Metrics and alerts".
     public enum Name {
+        /// Counter: HTTP calls by `api`, `call` and `outcome`.
         public static let calls = "closeorderd_calls_total"
+        /// Counter: calls answered with an err_code, by `api`, `call` and `err_code`.
         public static let callErrors = "closeorderd_call_errors_total"
+        /// Histogram: seconds per call, by `api`, `call` and `host`.
         public static let callDuration = "closeorderd_call_duration_seconds"
+        /// Counter: orders that reached a final `state`.
         public static let ordersFinished = "closeorderd_orders_finished_total"
+        /// Histogram: seconds from due to recorded closed, per closed order.
         public static let closeLateness = "closeorderd_close_lateness_seconds"
+        /// Gauge: orders due now.
         public static let dueOrders = "closeorderd_due_orders"
+        /// Gauge: seconds the oldest due order has been due.
         public static let oldestDueAge = "closeorderd_oldest_due_age_seconds"
+        /// Gauge: orders whose calls are under way.
         public static let inFlightCalls = "closeorderd_in_flight_calls"
+        /// Gauge: 1 while the outage breaker holds claiming.
         public static let breakerOpen = "closeorderd_outage_breaker_open"
+        /// Gauge: a merchant's calls per second now, by `mch_id`.
         public static let merchantRateLimit = "closeorderd_merchant_rate_limit"
+        /// Counter: failed database operations, by `operation`.
         public static let databaseErrors = "closeorderd_database_errors_total"
+        /// Gauge: 1 while ready.
         public static let ready = "closeorderd_ready"
+        /// Gauge: 1, with the `version`.
         public static let buildInfo = "closeorderd_build_info"
     }
 
