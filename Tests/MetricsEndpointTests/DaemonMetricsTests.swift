@@ -241,10 +241,7 @@ import Testing
     @Test func readySaysStoppingWhileCallsInFlightDrainAndTheEndpointClosesLast() async throws {
         let setup = try await Self.setUp()
         defer { Task { await setup.tearDown() } }
-        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
-            .replacingOccurrences(of: "timeout_seconds: 2", with: "timeout_seconds: 120")
-            .replacingOccurrences(of: "lease_seconds: 30", with: "lease_seconds: 300")
-        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        try setup.allowLongCalls()
         let simulator = setup.simulator.simulator
         simulator.holdAnswers()
         defer { simulator.releaseAnswers() }
