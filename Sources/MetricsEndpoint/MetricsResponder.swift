@@ -35,10 +35,13 @@ public struct MetricsResponder: Sendable {
         self.readiness = readiness
     }
 
-    /// The reaper's metrics, served from `registry`.
-    public init(registry: PrometheusCollectorRegistry, reaper: Reaper) {
+    /// The reaper's metrics, served from `registry`. Until `reaper()` has one (the daemon is
+    /// still opening and migrating its database, which can wait on a lock the app holds),
+    /// `/-/ready` says it is starting.
+    public init(registry: PrometheusCollectorRegistry, reaper: @escaping @Sendable () -> Reaper?) {
         self.init(
-            registry: registry, refresh: { await reaper.refreshGauges() }, readiness: { await reaper.readiness() })
+            registry: registry, refresh: { await reaper()?.refreshGauges() },
+            readiness: { await reaper()?.readiness() ?? .notReady("starting: opening and migrating the database") })
     }
 
     /// The Prometheus text exposition format, version 0.0.4.

@@ -27,25 +27,16 @@ struct RunCommand: AsyncParsableCommand {
         let startup = StartupSignals()
         let configuration = loadConfiguration(options)
         let logger = bootstrapLogging()
-        let store: any OrderTable
-        do {
-            store = try OrderStore(path: configuration.database)
-        } catch {
-            exitWithMessage("\(error)", code: ExitCodes.database)
-        }
-        let live = LiveConfiguration(configuration: configuration, client: Self.client(for: configuration))
-        let notifier = ServiceNotifier.fromEnvironment()
         // Metrics are always counted (a few atomic adds per close), so that a reload can
         // turn the endpoint on; `metrics.listen` decides only whether they are served.
         let registry = PrometheusCollectorRegistry()
-        let reaper = Reaper(
-            live: live, store: store, logger: logger,
-            observer: SystemdReporter(notifier: notifier, requestTimeoutSeconds: configuration.api.timeoutSeconds),
-            maximumPause: notifier.watchdogInterval, metrics: Self.metrics(on: registry))
-        // The endpoint listens before the migration, which can wait on a lock the app holds:
-        // meanwhile /-/healthy answers and /-/ready says the daemon is starting.
+        let metrics = Self.metrics(on: registry)
+        let started = StartedReaper()
+        // The endpoint listens before the database is opened and migrated, which can wait on
+        // a lock the app holds: meanwhile /-/healthy answers and /-/ready says it is starting.
         // `--once` serves nothing: a cron pass beside the daemon must not want its port.
-        let endpoint = MetricsEndpoint(responder: MetricsResponder(registry: registry, reaper: reaper), logger: logger)
+        let endpoint = MetricsEndpoint(
+            responder: MetricsResponder(registry: registry, reaper: { started.reaper }), logger: logger)
         do {
             try await endpoint.listen(on: once ? nil : configuration.metricsListen)
         } catch {
@@ -53,7 +44,9 @@ struct RunCommand: AsyncParsableCommand {
                 "metrics.listen: cannot listen on \(configuration.metricsListen.map(String.init(describing:)) ?? "-"): \(error)",
                 code: ExitCodes.configuration)
         }
+        let store: any OrderTable
         do {
+            store = try OrderStore(path: configuration.database)
             let applied = try await store.migrate()
             if !applied.isEmpty { logger.info("migrated the database", metadata: ["versions": "\(applied)"]) }
         } catch {
@@ -61,6 +54,13 @@ struct RunCommand: AsyncParsableCommand {
         }
         logger.info("starting", metadata: ["config": "\(configuration.summaryWithoutSecrets)", "once": "\(once)"])
         for warning in configuration.warnings { logger.warning("\(warning)") }
+        let live = LiveConfiguration(configuration: configuration, client: Self.client(for: configuration))
+        let notifier = ServiceNotifier.fromEnvironment()
+        let reaper = Reaper(
+            live: live, store: store, logger: logger,
+            observer: SystemdReporter(notifier: notifier, requestTimeoutSeconds: configuration.api.timeoutSeconds),
+            maximumPause: notifier.watchdogInterval, metrics: metrics)
+        started.reaper = reaper
         do {
             try await serve(reaper, endpoint: endpoint, live: live, startup: startup, logger: logger)
         } catch {
@@ -138,6 +138,17 @@ struct RunCommand: AsyncParsableCommand {
             logger.error("reload rejected; the configuration in force stays", metadata: ["error": "\(error)"])
             return nil
         }
+    }
+}
+
+/// The reaper, once the database is open and migrated: what the metrics endpoint, listening
+/// from the start, serves from.
+final class StartedReaper: Sendable {
+    private let value = Mutex<Reaper?>(nil)
+
+    var reaper: Reaper? {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }
 

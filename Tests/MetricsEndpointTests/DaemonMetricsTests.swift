@@ -262,6 +262,33 @@ import Testing
         #expect(try setup.count("closed") == 1)
     }
 
+    @Test func whileTheAppHoldsANewDatabaseTheEndpointSaysStartingThenReady() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.tearDown() } }
+        // The app created the file first, in WAL mode (as the README asks), and holds its write
+        // lock: opening and migrating it wait for the lock.
+        let fresh = setup.database.directory.url.appending(path: "fresh.sqlite").path
+        try await DatabaseQueue(path: fresh).writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = WAL") }
+        let lock = try await HeldWriteLock(path: fresh)
+        let config = try String(contentsOfFile: setup.configFile, encoding: .utf8)
+            .replacingOccurrences(of: "database: \(setup.database.path)", with: "database: \(fresh)")
+        try config.write(toFile: setup.configFile, atomically: true, encoding: .utf8)
+        let daemon = try setup.daemon()
+        let url = try await Self.endpoint(of: daemon)
+        let starting = try await httpGet("\(url)/-/ready")
+        #expect(starting.status == 503)
+        #expect(starting.body == "not ready: starting: opening and migrating the database\n")
+        #expect(try await httpGet("\(url)/-/healthy").status == 200)
+        let early = Scrape(try await httpGet("\(url)/metrics").body)
+        #expect(early.seriesCount("closeorderd_calls_total") == 2 * 2 * 6, "every series, even while starting")
+        #expect(!daemon.stderr.contains("migrated the database"), "still waiting for the lock")
+        try await lock.release()
+        try await DaemonProcess.waitUntil(timeout: 60, "ready") { try await httpGet("\(url)/-/ready").status == 200 }
+        #expect(daemon.stderr.contains("migrated the database"))
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: 20) == 0)
+    }
+
     @Test func aPortInUseStopsTheStartNamingTheKey() async throws {
         let setup = try await Self.setUp()
         defer { Task { await setup.tearDown() } }

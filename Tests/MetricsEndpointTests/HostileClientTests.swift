@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import MetricsEndpoint
 import Prometheus
+import TestSupport
 import Testing
 
 /// Clients that are not Prometheus: the endpoint answers them at once or shuts the door,
@@ -74,15 +75,7 @@ struct RawExchange {
     /// A TCP connection to 127.0.0.1:`port`, its descriptor; nil if it failed.
     static func connect(port: Int) -> Int32? {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        let connected = withLoopbackAddress(port: port) { Glibc.connect(descriptor, $0, $1) }
         guard connected == 0 else {
             close(descriptor)
             return nil
