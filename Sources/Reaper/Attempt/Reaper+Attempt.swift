@@ -100,11 +100,10 @@ extension Reaper {
         let line = answer.historyLine
         observe(line.symptom, mchID: call.merchant.mchID, usable: answer.isUsable)
         if exchange.sent {
-            // An unsigned return_code=FAIL rate-limit answer carries no err_code, but means the same.
-            let errCode = line.errCode ?? (line.symptom == .frequencyLimited ? "FREQUENCY_LIMITED" : nil)
             metrics.callMade(
-                api: call.merchant.credentials.api, call: line.call, outcome: line.outcome, errCode: errCode,
-                onBackup: exchange.host != call.client.hosts.primary, milliseconds: exchange.latencyMilliseconds)
+                api: call.merchant.credentials.api, call: line.call, outcome: line.outcome, errCode: line.errCode,
+                symptom: line.symptom, onBackup: exchange.host != call.client.hosts.primary,
+                milliseconds: exchange.latencyMilliseconds)
         }
         let finishedAt = clock.secondsSince1970
         return (

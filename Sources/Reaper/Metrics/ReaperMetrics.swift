@@ -84,13 +84,15 @@ public final class ReaperMetrics: Sendable {
             })
     }
 
-    /// One HTTP call to WeChat Pay and what it came to.
+    /// One HTTP call to WeChat Pay and what it came to. An unsigned `return_code=FAIL`
+    /// rate-limit answer carries no err_code but means `FREQUENCY_LIMITED`, and counts so.
     func callMade(
-        api: APIVersion, call: CallKind, outcome: HistoryOutcome, errCode: String?, onBackup: Bool, milliseconds: Int
+        api: APIVersion, call: CallKind, outcome: HistoryOutcome, errCode: String?, symptom: FailureSymptom?,
+        onBackup: Bool, milliseconds: Int
     ) {
         let series = CallSeries(api: api, call: call)
         calls[series]?[outcome]?.increment()
-        if let errCode {
+        if let errCode = errCode ?? (symptom == .frequencyLimited ? "FREQUENCY_LIMITED" : nil) {
             callErrors[series]?[Self.errCodeLabel(errCode)]?.increment()
         }
         if let durations = callDurations[series] {
