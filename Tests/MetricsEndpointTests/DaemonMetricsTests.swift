@@ -56,13 +56,15 @@ import Testing
 
         // Work of every kind: closed, paid (answered ORDERPAID, then queried), a wrong
         // signature, retried SYSTEMERRORs, and a row that cannot be sent.
+        // The simulator learns each order's fate before the row exists: the daemon is
+        // running, and may claim a row the moment it is inserted.
         let simulator = setup.simulator.simulator
-        for index in 0..<40 { try setup.database.insert("SCRAPE\(1000 + index)", expiresIn: -Int64(index * 7)) }
         simulator.markPaid("SCRAPE1000")
         simulator.markPaid("SCRAPE1001")
         simulator.setFault(FaultPlan(.signError), for: "SCRAPE1002")
         simulator.setFault(FaultPlan(.systemError, times: 2), for: "SCRAPE1003")
         simulator.setFault(FaultPlan(.unknownErrCode), for: "SCRAPE1004")
+        for index in 0..<40 { try setup.database.insert("SCRAPE\(1000 + index)", expiresIn: -Int64(index * 7)) }
         try setup.database.insert("bad<order>")
         try await DaemonProcess.waitUntil(timeout: 60, "every order is finished") {
             try setup.count("pending") + setup.count("closing") == 0
