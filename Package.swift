@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The protocol: parameters, signatures, the flat-XML codec, outcomes. No I/O.
@@ -31,10 +32,24 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        // The order table: migrations (embedded from migrations/*.sql), claim, fenced write-back, queries.
+        // The order table on SQLite: migrations (embedded from migrations/sqlite/*.sql), claim,
+        // fenced write-back, queries; and the OrderTable seam every engine conforms to.
         .target(
             name: "OrderStore",
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            plugins: ["EmbedMigrationsPlugin"]
+        ),
+        // The order table on PostgreSQL (migrations/postgresql/*.sql), shared by many daemons.
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "OrderStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             plugins: ["EmbedMigrationsPlugin"]
         ),
         // The daemon's one clock, injectable so that tests advance time instead of sleeping.
@@ -119,7 +134,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP", "Reaper", "Simulator",
+                "WeChatPay", "OrderStore", "PostgresStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"), "Clocks", "ConfigurationFile", "WeChatPayHTTP", "Reaper", "Simulator",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -141,7 +157,11 @@ let package = Package(
         ),
         .testTarget(
             name: "OrderStoreTests",
-            dependencies: ["OrderStore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "OrderStore", "PostgresStore", "TestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
         .testTarget(
             name: "ReaperTests",

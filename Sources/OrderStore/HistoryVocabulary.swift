@@ -1,5 +1,5 @@
 /// The endpoint a history line's call went to, mirrored by the CHECK constraint on
-/// `close_attempts.call` (`migrations/0002_orderquery_and_hosts.sql`).
+/// `close_attempts.call` (`migrations/sqlite/0002_orderquery_and_hosts.sql`).
 public enum CallKind: String, Sendable, CaseIterable, Codable {
     /// `/pay/closeorder` (v2) or `POST …/close` (v3).
     case closeorder
@@ -8,7 +8,7 @@ public enum CallKind: String, Sendable, CaseIterable, Codable {
 }
 
 /// What one history line came to, mirrored by the CHECK constraint on
-/// `close_attempts.outcome` (`migrations/0002_orderquery_and_hosts.sql`).
+/// `close_attempts.outcome` (`migrations/sqlite/0002_orderquery_and_hosts.sql`).
 public enum HistoryOutcome: String, Sendable, CaseIterable, Codable {
     /// Closed at WeChat Pay, already closed, or unknown to it.
     case closed

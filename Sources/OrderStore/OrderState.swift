@@ -1,4 +1,4 @@
-/// The states of an order row, mirrored by the CHECK constraint in `migrations/0001_orders.sql`.
+/// The states of an order row, mirrored by the CHECK constraint in `migrations/sqlite/0001_orders.sql`.
 public enum OrderState: String, Sendable, CaseIterable, Codable {
     /// Waiting for its deadline, or for its next attempt after a transient failure.
     case pending

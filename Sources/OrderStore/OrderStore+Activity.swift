@@ -20,6 +20,15 @@ public struct RecentActivity: Sendable, Codable, Equatable {
         case errCodes = "err_codes"
         case closeLateness = "close_lateness_seconds"
     }
+
+    /// What the history says of a window.
+    public init(
+        since: Int64, until: Int64, outcomes: [String: [String: Int]], errCodes: [String: Int],
+        closeLateness: LatenessSummary
+    ) {
+        (self.since, self.until, self.outcomes, self.errCodes, self.closeLateness) =
+            (since, until, outcomes, errCodes, closeLateness)
+    }
 }
 
 /// Quantiles of how late orders were closed, in whole seconds (nearest rank); nil without

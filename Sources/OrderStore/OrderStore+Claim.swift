@@ -17,7 +17,7 @@ public struct DuePolicy: Sendable, Equatable {
 /// An order this process has claimed: its lease is held until `leaseExpiresAt`.
 public struct ClaimedOrder: Sendable, Equatable {
     /// More attempts than any configuration allows (`max_attempts` is at most 1000), and the
-    /// most the schema accepts (`migrations/0003_refuse_bad_rows.sql`): a row that would
+    /// most the schema accepts (`migrations/sqlite/0003_refuse_bad_rows.sql`): a row that would
     /// pass it was written by someone else.
     static let maximumAttempts = 1_000_000
 
@@ -71,6 +71,11 @@ public struct ClaimedBatch: Sendable, Equatable {
     public var orders: [ClaimedOrder] = []
     public var failedWithoutCall: [FailedRow] = []
 
+    public init(orders: [ClaimedOrder] = [], failedWithoutCall: [FailedRow] = []) {
+        self.orders = orders
+        self.failedWithoutCall = failedWithoutCall
+    }
+
     /// How many due rows the claim settled: when fewer than asked for, nothing more is due.
     public var rowsTaken: Int { orders.count + failedWithoutCall.count }
 }
@@ -81,6 +86,12 @@ public struct FailedRow: Sendable, Equatable {
     public let id: Int64
     public let outTradeNo: String?
     public let message: String
+
+    public init(id: Int64, outTradeNo: String?, message: String) {
+        self.id = id
+        self.outTradeNo = outTradeNo
+        self.message = message
+    }
 }
 
 extension ClaimedOrder {

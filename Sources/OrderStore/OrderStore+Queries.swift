@@ -136,6 +136,16 @@ public struct AttemptHistoryRecord: Sendable, Codable, Equatable {
         case errCode = "err_code"
         case errCodeDes = "err_code_des"
     }
+
+    /// One history line.
+    public init(
+        attempt: Int, call: CallKind?, host: String?, startedAt: Int64, finishedAt: Int64, latencyMilliseconds: Int?,
+        outcome: HistoryOutcome?, httpStatus: Int?, errCode: String?, errCodeDes: String?, message: String
+    ) {
+        (self.attempt, self.call, self.host, self.startedAt, self.finishedAt) = (attempt, call, host, startedAt, finishedAt)
+        (self.latencyMilliseconds, self.outcome, self.httpStatus) = (latencyMilliseconds, outcome, httpStatus)
+        (self.errCode, self.errCodeDes, self.message) = (errCode, errCodeDes, message)
+    }
 }
 
 extension AttemptHistoryRecord {
@@ -175,6 +185,14 @@ public struct StoreSummary: Sendable, Codable, Equatable {
         case countsByState = "counts_by_state"
         case failuresByErrCode = "failures_by_err_code"
         case oldestDueLatenessSeconds = "oldest_due_lateness_seconds"
+    }
+
+    /// Counts by state and failed err_code, and the due backlog.
+    public init(
+        countsByState: [String: Int], failuresByErrCode: [String: Int], due: Int, oldestDueLatenessSeconds: Int64?
+    ) {
+        (self.countsByState, self.failuresByErrCode) = (countsByState, failuresByErrCode)
+        (self.due, self.oldestDueLatenessSeconds) = (due, oldestDueLatenessSeconds)
     }
 }
 

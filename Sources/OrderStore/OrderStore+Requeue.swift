@@ -20,10 +20,15 @@ public struct RequeueResult: Sendable, Equatable {
     /// Selected orders left `failed` because `created_at` or `expires_at` is still not Unix
     /// seconds between 2000 and 2200: requeued, they would never become due.
     public var leftWithBadTimes: Int
+
+    public init(requeued: Int, leftWithBadTimes: Int) {
+        self.requeued = requeued
+        self.leftWithBadTimes = leftWithBadTimes
+    }
 }
 
 extension OrderStore {
-    /// The rows whose times the schema accepts (see `migrations/0003_refuse_bad_rows.sql`).
+    /// The rows whose times the schema accepts (see `migrations/sqlite/0003_refuse_bad_rows.sql`).
     static let plausibleTimes = """
         created_at BETWEEN 946684800 AND 7258118400
         AND (expires_at IS NULL OR expires_at BETWEEN 946684800 AND 7258118400)

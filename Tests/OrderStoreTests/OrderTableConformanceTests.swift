@@ -6,12 +6,14 @@ import Testing
 /// The engines whose order table conformers must pass this suite unchanged.
 enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
+    case postgresql
 
     var testDescription: String { rawValue }
 
     func harness() async throws -> any OrderTableHarness {
         switch self {
         case .sqlite: try await SQLiteHarness.make()
+        case .postgresql: try await PostgresHarness.make()
         }
     }
 }
