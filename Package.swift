@@ -45,6 +45,7 @@ let package = Package(
             dependencies: [
                 "OrderStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -115,8 +116,8 @@ let package = Package(
         .executableTarget(
             name: "closeorderd",
             dependencies: [
-                "WeChatPay", "OrderStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP", "DaemonLogging", "Reaper",
-                "MetricsEndpoint", "Simulator", "Systemd",
+                "WeChatPay", "OrderStore", "PostgresStore", "Clocks", "ConfigurationFile", "WeChatPayHTTP", "DaemonLogging",
+                "Reaper", "MetricsEndpoint", "Simulator", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

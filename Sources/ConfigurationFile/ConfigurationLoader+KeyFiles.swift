@@ -13,9 +13,9 @@ extension ConfigurationLoader {
         let credential = try section.string("\(name)_credential")
         switch (file, credential) {
         case (let file?, nil) where !file.isEmpty:
-            return ("\(path).\(name)_file", file.hasPrefix("/") ? file : context.baseDirectory.appending(path: file).path)
+            return (section.keyPath("\(name)_file"), file.hasPrefix("/") ? file : context.baseDirectory.appending(path: file).path)
         case (nil, let credential?) where !credential.isEmpty:
-            let key = "\(path).\(name)_credential"
+            let key = section.keyPath("\(name)_credential")
             guard !credential.contains("/") else { throw fail(key, "a credential name has no '/', got \"\(credential)\"") }
             guard context.readKeys && context.readCredentials else { return nil }
             guard let directory = context.environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
@@ -28,7 +28,7 @@ extension ConfigurationLoader {
         case (.some, .some):
             throw fail(path, "give \(name)_file or \(name)_credential, not both")
         default:
-            throw fail("\(path).\(name)_file", "required: \(name)_file (\(what)) or \(name)_credential")
+            throw fail(section.keyPath("\(name)_file"), "required: \(name)_file (\(what)) or \(name)_credential")
         }
     }
 
@@ -39,16 +39,17 @@ extension ConfigurationLoader {
     /// symbolic link (a Kubernetes Secret volume, a secret store's mount) is followed and the
     /// file it leads to is judged; a directory or anything but a regular file is refused.
     static func readText(
-        at path: String, key: String, ownerOnly: Bool, fail: (String, String) -> ConfigurationError
+        at path: String, key: String, ownerOnly: Bool, what: String = "key file",
+        fail: (String, String) -> ConfigurationError
     ) throws(ConfigurationError) -> String {
         var status = stat()
         guard stat(path, &status) == 0 else {
-            throw fail(key, "cannot read key file \(path): \(String(cString: strerror(errno)))")
+            throw fail(key, "cannot read \(what) \(path): \(String(cString: strerror(errno)))")
         }
         var link = stat()
         let isLink = lstat(path, &link) == 0 && link.st_mode & S_IFMT == S_IFLNK
         let resolved = isLink ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
-        let file = isLink ? "key file \(path) (a link to \(resolved))" : "key file \(path)"
+        let file = isLink ? "\(what) \(path) (a link to \(resolved))" : "\(what) \(path)"
         switch status.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFDIR: throw fail(key, "\(file) is a directory, not a file holding the key")
@@ -67,7 +68,7 @@ extension ConfigurationLoader {
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw fail(key, "cannot read key file \(path): \(describe(error))")
+            throw fail(key, "cannot read \(what) \(path): \(describe(error))")
         }
     }
 

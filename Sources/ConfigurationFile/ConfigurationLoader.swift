@@ -42,7 +42,9 @@ public enum ConfigurationLoader {
         let context = ConfigurationContext(
             file: file, readKeys: readKeys, readCredentials: readCredentials, environment: environment)
         let root = try topLevel(text, context: context)
-        try root.onlyKeys(["database", "api", "reaper", "merchants", "metrics"])
+        try root.onlyKeys([
+            "database", "database_password_file", "database_password_credential", "api", "reaper", "merchants", "metrics",
+        ])
         let api =
             try root.mapping("api").map { node throws(ConfigurationError) in
                 try readAPI(MappingReader(mapping: node, path: "api", fail: context.fail))
@@ -53,6 +55,7 @@ public enum ConfigurationLoader {
             } ?? DaemonConfiguration.ReaperSettings()
         try checkTogether(reaper, api, context: context)
         let database = try readDatabase(root, override: databaseOverride)
+        let databasePassword = try readDatabasePassword(root, for: database, context: context)
         guard let merchantNodes = try root.sequence("merchants"), !merchantNodes.isEmpty else {
             throw context.fail("merchants", "required: a list with at least one merchant (mch_id, sign_type, key_file)")
         }
@@ -60,8 +63,10 @@ public enum ConfigurationLoader {
         let metricsListen = try root.mapping("metrics").flatMap { node throws(ConfigurationError) in
             try readMetricsListen(MappingReader(mapping: node, path: "metrics", fail: context.fail))
         }
-        return DaemonConfiguration(
+        var configuration = DaemonConfiguration(
             database: database, api: api, reaper: reaper, merchants: merchants, metricsListen: metricsListen)
+        configuration.databasePassword = databasePassword
+        return configuration
     }
 
     /// The document's top-level mapping.
@@ -76,15 +81,5 @@ public enum ConfigurationLoader {
         }
         guard let mapping = root?.mapping else { throw context.fail("", "expected a mapping of keys at the top level") }
         return MappingReader(mapping: mapping, path: "", fail: context.fail)
-    }
-
-    /// `database:`, unless `--db` overrides it (the key is still checked for shape).
-    static func readDatabase(_ root: MappingReader, override: String?) throws(ConfigurationError) -> String {
-        let value = try root.string("database")
-        if let override { return override }
-        guard let value, !value.isEmpty else {
-            throw root.fail("database", "required: the path of the SQLite order database")
-        }
-        return value
     }
 }

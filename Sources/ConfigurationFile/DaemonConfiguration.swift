@@ -5,7 +5,11 @@ import WeChatPay
 /// Everything `closeorderd run` needs, loaded from YAML by `ConfigurationLoader` and
 /// validated: a value of this type is always usable.
 public struct DaemonConfiguration: Sendable {
+    /// A SQLite path or a PostgreSQL URL, as written (see `databaseLocation`).
     public var database: String
+    /// The PostgreSQL user's password, from `database_password_file` or
+    /// `database_password_credential`; nil otherwise.
+    public var databasePassword: String?
     public var api: API
     public var reaper: ReaperSettings
     public var merchants: [Merchant]
@@ -131,6 +135,11 @@ public struct DaemonConfiguration: Sendable {
         self.metricsListen = metricsListen
     }
 
+    /// Where the order table is: `database` parsed (it was validated when loaded).
+    public var databaseLocation: DatabaseLocation {
+        (try? DatabaseLocation(parsing: database)) ?? .sqlite(path: database)
+    }
+
     /// The merchant configured for `mchID`, if any.
     public func merchant(_ mchID: String) -> Merchant? {
         merchants.first { $0.mchID == mchID }
@@ -148,6 +157,18 @@ public struct DaemonConfiguration: Sendable {
             else { return nil }
             return "\(key) is plain http:// to \(host), which is not this machine: requests and answers cross the network "
                 + "unencrypted; use https:// unless a TLS proxy on that host's path is intended"
+        }
+        if case .postgresql(let address) = databaseLocation {
+            if address.password != nil {
+                warnings.append(
+                    "database: the URL carries a password, which ps, shell history and this file's readers can see; "
+                        + "put it in database_password_file (mode 0600) or database_password_credential instead")
+            }
+            if address.host != nil && !Self.isLoopback(address.host ?? "") && address.tlsMode != .verifyFull {
+                warnings.append(
+                    "database: sslmode=\(address.tlsMode.rawValue) to \(address.host ?? "") does not verify the server's "
+                        + "certificate; use sslmode=verify-full")
+            }
         }
         if let listen = metricsListen, !Self.isLoopback(listen.host) {
             warnings.append(
@@ -172,7 +193,7 @@ public struct DaemonConfiguration: Sendable {
             }
             return "\(merchant.mchID)(\(kind), keys from \(merchant.keySource)\(limit))"
         }
-        return "database=\(database) api.base_url=\(api.baseURL) api.backup_base_url=\(api.backupBaseURL ?? "none") "
+        return "database=\(databaseLocation.redacted) api.base_url=\(api.baseURL) api.backup_base_url=\(api.backupBaseURL ?? "none") "
             + "api.timeout_seconds=\(api.timeoutSeconds) api.probe_interval_seconds=\(api.probeIntervalSeconds) "
             + "reaper.poll_interval_seconds=\(reaper.pollIntervalSeconds) reaper.concurrency=\(reaper.concurrency) "
             + "reaper.batch_size=\(reaper.batchSize) reaper.min_order_age_seconds=\(reaper.minOrderAgeSeconds) "

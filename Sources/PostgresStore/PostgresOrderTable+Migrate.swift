@@ -32,8 +32,9 @@ extension PostgresOrderTable {
                 if let newest = applied.max(), newest > Self.latestVersion {
                     throw StoreError(
                         location: address.redacted,
-                        message: SchemaError.newerThanThisBuild(databaseVersion: newest, knownVersion: Self.latestVersion)
-                            .description)
+                        message:
+                            "database \(address.redacted): "
+                            + "\(SchemaError.newerThanThisBuild(databaseVersion: newest, knownVersion: Self.latestVersion))")
                 }
                 var done: [Int] = []
                 for migration in EmbeddedMigration.all.sorted(by: { $0.version < $1.version })
@@ -48,6 +49,34 @@ extension PostgresOrderTable {
                 }
                 return done
             }
+        }
+    }
+}
+
+extension PostgresOrderTable {
+    /// Fails unless the schema exists and this build knows its version: for `query` and
+    /// `retry`, which never migrate.
+    public func checkSchema() async throws(StoreError) {
+        let newest: Int? = try await run {
+            let exists = try await client.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+            for try await present in exists.decode(Bool.self) where !present { return nil }
+            for try await version in try await client.query(
+                "SELECT max(version) FROM schema_migrations", logger: logger
+            ).decode(Int32?.self) {
+                return version.map(Int.init)
+            }
+            return nil
+        }
+        guard let newest else {
+            throw StoreError(
+                location: address.redacted, message: "database \(address.redacted): \(SchemaError.notMigrated)")
+        }
+        if newest > Self.latestVersion {
+            throw StoreError(
+                location: address.redacted,
+                message:
+                    "database \(address.redacted): \(SchemaError.newerThanThisBuild(databaseVersion: newest, knownVersion: Self.latestVersion))"
+            )
         }
     }
 }

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import OrderStore
 import PostgresNIO
+import _ConnectionPoolModule
 
 /// The order table on a PostgreSQL server, shared by any number of closeorderd daemons on
 /// any number of hosts. Claims take due rows with `FOR UPDATE SKIP LOCKED`, so two daemons
@@ -23,6 +24,8 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     public let address: PostgresAddress
     let client: PostgresClient
     let logger: Logger
+    /// The password in use (the URL's, else the one given), for `connectionProblem()`.
+    private let password: String?
     private let running: Task<Void, Never>
 
     /// How many connections one daemon opens at most: the claim, the write-backs, the
@@ -36,6 +39,7 @@ public final class PostgresOrderTable: OrderTable, Sendable {
         self.logger = logger
         let user = address.user
         let password = address.password ?? password
+        self.password = password
         var configuration: PostgresClient.Configuration
         if let socketPath = address.socketPath {
             configuration = .init(unixSocketPath: socketPath, username: user, password: password, database: address.database)
@@ -63,14 +67,19 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     /// against the system's trust store and the host name; `prefer` and `require` encrypt
     /// without verifying, as libpq does.
     static func tls(_ mode: PostgresAddress.TLSMode) -> PostgresClient.Configuration.TLS {
-        var unverified = TLSConfiguration.makeClientConfiguration()
-        unverified.certificateVerification = .none
         switch mode {
         case .disable: return .disable
-        case .prefer: return .prefer(unverified)
-        case .require: return .require(unverified)
+        case .prefer: return .prefer(Self.unverified)
+        case .require: return .require(Self.unverified)
         case .verifyFull: return .require(.makeClientConfiguration())
         }
+    }
+
+    /// TLS that encrypts without checking the certificate (`prefer`, `require`).
+    static var unverified: TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        return configuration
     }
 
     /// There is no file to be replaced under a server's table.
@@ -83,8 +92,51 @@ public final class PostgresOrderTable: OrderTable, Sendable {
             return try await operation()
         } catch let error as StoreError {
             throw error
+        } catch is ConnectionPoolError {
+            // The pool says only that connecting kept failing: one connection of our own says why.
+            let reason = await connectionProblem() ?? "connections to the server keep failing"
+            throw StoreError(location: address.redacted, message: "database \(address.redacted): \(reason)")
         } catch {
             throw StoreError(location: address.redacted, message: "database \(address.redacted): \(Self.describe(error))")
+        }
+    }
+
+    /// Connects once, outside the pool, and says why that failed (nil if it worked): the
+    /// server's own words for a refused login or a missing database, the network's for an
+    /// unreachable host. Commands call it first, so that they fail at once, with the reason.
+    public func connectionProblem() async -> String? {
+        do {
+            var configuration: PostgresConnection.Configuration
+            if let socketPath = address.socketPath {
+                configuration = .init(
+                    unixSocketPath: socketPath, username: address.user, password: password, database: address.database)
+            } else {
+                let tls: PostgresConnection.Configuration.TLS =
+                    switch address.tlsMode {
+                    case .disable: .disable
+                    case .prefer: .prefer(try NIOSSLContext(configuration: Self.unverified))
+                    case .require: .require(try NIOSSLContext(configuration: Self.unverified))
+                    case .verifyFull: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+                    }
+                configuration = .init(
+                    host: address.host ?? "localhost", port: address.port, username: address.user, password: password,
+                    database: address.database, tls: tls)
+            }
+            configuration.options.connectTimeout = .seconds(10)
+            let connection = try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0, logger: logger
+            ).get()
+            try? await connection.close()
+            return nil
+        } catch {
+            return Self.describe(error)
+        }
+    }
+
+    /// Fails with the reason unless a connection can be made now.
+    public func verifyReachable() async throws(StoreError) {
+        if let problem = await connectionProblem() {
+            throw StoreError(location: address.redacted, message: "database \(address.redacted): \(problem)")
         }
     }
 
@@ -96,7 +148,15 @@ public final class PostgresOrderTable: OrderTable, Sendable {
                 return describe(failure)
             }
         }
-        guard let error = error as? PSQLError else { return "\(error)" }
+        guard let error = error as? PSQLError else {
+            if let error = error as? NIOConnectionError, let failure = error.connectionErrors.first {
+                return "cannot connect to \(failure.target): \(failure.error)"
+            }
+            return "\(error)"
+        }
+        if let info = error.serverInfo, info[.sqlState] == "42P01" {
+            return "\(SchemaError.notMigrated) (\(info[.message] ?? "a table is missing"))"
+        }
         if let info = error.serverInfo, let message = info[.message] {
             let state = info[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
             let detail = info[.detail].map { ": \($0)" } ?? ""
@@ -104,8 +164,11 @@ public final class PostgresOrderTable: OrderTable, Sendable {
         }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
+            if let failure = (error.underlying as? NIOConnectionError)?.connectionErrors.first {
+                return "cannot connect to \(failure.target): \(failure.error)"
+            }
             let underlying = error.underlying.map { ": \($0)" } ?? ""
-            return "cannot reach the server (\(error.code))\(underlying); closeorderd reconnects and retries"
+            return "cannot reach the server (\(error.code))\(underlying)"
         case .sslUnsupported:
             return "the server does not offer TLS, and sslmode requires it"
         case .authMechanismRequiresPassword:

@@ -28,9 +28,24 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .long, help: "The YAML configuration file.")
     var config: String = ConfigurationLoader.defaultPath
 
-    @Option(name: .long, help: "The SQLite database; overrides the configuration's `database`.")
+    @Option(
+        name: .long,
+        help: "The SQLite database file or a postgresql:// URL; overrides the configuration's `database`.")
     var db: String?
 }
+
+/// The database `--db` or the configuration names, and the configuration's PostgreSQL
+/// password. With `--db` the configuration is not read: a password comes from the URL or
+/// `$PGPASSWORD`.
+func databaseAndPassword(_ options: DatabaseOptions) -> (database: String, password: String?) {
+    if let db = options.db { return (db, nil) }
+    let configuration = loadConfiguration(options, readKeys: false)
+    return (configuration.database, configuration.databasePassword)
+}
+
+/// For the commands' own PostgreSQL connections: postgres-nio's background lines are not
+/// for a command's user (its errors arrive through the statements).
+let quietLogger = Logger(label: "closeorderd.database", factory: { _ in SwiftLogNoOpLogHandler() })
 
 /// Exit codes, from sysexits.h where one fits.
 enum ExitCodes {

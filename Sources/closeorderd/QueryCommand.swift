@@ -43,21 +43,21 @@ struct QueryCommand: AsyncParsableCommand {
     func run() async throws {
         // The due summary needs the timing keys; without a config file, --db and the defaults do.
         var policy = DaemonConfiguration.ReaperSettings().duePolicy
-        let database: String
+        let (database, password): (String, String?)
         if options.db != nil && !FileManager.default.fileExists(atPath: options.config) {
-            database = options.db ?? ""
+            (database, password) = (options.db ?? "", nil)
         } else {
             let configuration = loadConfiguration(options, readKeys: false)
-            database = configuration.database
+            (database, password) = (configuration.database, configuration.databasePassword)
             policy = configuration.reaper.duePolicy
         }
         let report = QueryReport(json: json)
         do {
-            let store: any OrderTable = try OrderStore.openReadOnly(path: database)
+            let store = try await OrderTables.open(database, password: password, access: .readOnly, logger: quietLogger)
             let now = Int64(Date().timeIntervalSince1970)
             if let outTradeNo {
                 let orders = try await store.orders(outTradeNo: outTradeNo)
-                guard !orders.isEmpty else { exitWithMessage("no order with out_trade_no \(outTradeNo) in \(database)", code: 1) }
+                guard !orders.isEmpty else { exitWithMessage("no order with out_trade_no \(outTradeNo) in \(OrderTables.redacted(database))", code: 1) }
                 var histories: [[AttemptHistoryRecord]] = []
                 for order in orders { histories.append(try await store.attempts(orderID: order.id)) }
                 output(report.details(orders, histories: histories))

@@ -33,9 +33,9 @@ struct RetryCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let database = options.db ?? loadConfiguration(options, readKeys: false).database
+        let (database, password) = databaseAndPassword(options)
         do {
-            let store: any OrderTable = try OrderStore.openExisting(path: database)
+            let store = try await OrderTables.open(database, password: password, access: .existing, logger: quietLogger)
             let result = try await store.requeueFailed(
                 RequeueSelection(outTradeNo: outTradeNo, errCode: errCode, mchID: mchID),
                 now: Int64(Date().timeIntervalSince1970))

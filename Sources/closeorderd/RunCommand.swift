@@ -46,7 +46,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         let store: any OrderTable
         do {
-            store = try OrderStore(path: configuration.database)
+            store = try await OrderTables.open(
+                configuration.database, password: configuration.databasePassword, access: .create, logger: logger)
             let applied = try await store.migrate()
             if !applied.isEmpty { logger.info("migrated the database", metadata: ["versions": "\(applied)"]) }
         } catch {
@@ -210,14 +211,15 @@ struct MigrateCommand: AsyncParsableCommand {
     @OptionGroup var options: DatabaseOptions
 
     func run() async throws {
-        let database = options.db ?? loadConfiguration(options, readKeys: false).database
+        let (database, password) = databaseAndPassword(options)
+        let shown = OrderTables.redacted(database)
         do {
-            let store: any OrderTable = try OrderStore(path: database)
+            let store = try await OrderTables.open(database, password: password, access: .create, logger: quietLogger)
             let applied = try await store.migrate()
             output(
                 applied.isEmpty
-                    ? "\(database): schema is current (version \(OrderStore.schemaVersion))"
-                    : "\(database): applied migrations \(applied.map(String.init).joined(separator: ", "))")
+                    ? "\(shown): schema is current (version \(OrderTables.schemaVersion(of: database)))"
+                    : "\(shown): applied migrations \(applied.map(String.init).joined(separator: ", "))")
         } catch {
             exitWithMessage("\(error)", code: ExitCodes.database)
         }
