@@ -169,6 +169,7 @@ let package = Package(
             dependencies: [
                 "Reaper", "Simulator", "OrderStore", "WeChatPay", "Clocks", "ConfigurationFile", "WeChatPayHTTP",
                 "DaemonLogging", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -248,7 +248,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("closeorderd: warning: \(warning)\n".utf8))
         }
         output(
-            "\(options.config): OK: database \(configuration.database), "
+            "\(options.config): OK: database \(configuration.databaseLocation.redacted), "
                 + "\(configuration.merchants.count) merchant(s) with keys read: "
                 + configuration.merchants.map(\.mchID).joined(separator: ", ")
                 + (skipCredentials ? " (merchants with credentials checked for shape only)" : ""))
