@@ -136,8 +136,10 @@ public struct PostgresAddress: Sendable, Equatable {
         self.tlsMode = tlsMode
     }
 
-    /// `text` with any password between `//USER:` and `@` replaced by `***`.
+    /// `text` with any password (between `//USER:` and `@`, or a `password=` parameter)
+    /// replaced by `***`.
     static func redact(_ text: String) -> String {
+        let text = text.replacing(/([?&]password=)[^&]*/) { match in "\(match.output.1)***" }
         guard let scheme = text.range(of: "://") else { return text }
         let authority = text[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" }
         guard let at = authority.lastIndex(of: "@") else { return text }

@@ -1,0 +1,81 @@
+import Foundation
+import OrderStore
+import PostgresNIO
+import TestSupport
+import Testing
+
+@testable import PostgresStore
+
+/// What only the PostgreSQL conformer has: its migration script splitter, text it cannot
+/// store, and the poll's plan over a table of finished rows.
+@Suite struct PostgresStoreTests {
+    @Test func aMigrationScriptSplitsAtSemicolonsOutsideQuotesAndComments() {
+        let script = """
+            -- a comment; with a semicolon
+            CREATE TABLE t (x text DEFAULT 'a;b');
+            /* block; comment */
+            CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'no; never'; END
+            $$;
+            SELECT $tag$ ; $tag$, "odd;name" FROM t WHERE x = $1;
+            -- only a comment at the end;
+            """
+        let statements = SQLScript.statements(script)
+        #expect(statements.count == 3, "\(statements)")
+        #expect(statements.first?.hasSuffix("DEFAULT 'a;b')") == true)
+        #expect(statements[1].hasSuffix("END\n$$"))
+        #expect(statements[2].hasSuffix("WHERE x = $1"))
+    }
+
+    @Test func everyShippedMigrationSplitsIntoStatementsPostgreSQLAccepts() async throws {
+        let harness = try await PostgresHarness.make()
+        defer { Task { await harness.remove() } }
+        let tables = try await harness.database.integers(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'close_attempts', 'schema_migrations')")
+        #expect(tables == [3])
+        #expect(try await harness.table.migrate() == [], "migrating again applies nothing")
+    }
+
+    @Test func aNULInAServersMessageIsStoredAsAReplacementCharacter() async throws {
+        let harness = try await PostgresHarness.make()
+        defer { Task { await harness.remove() } }
+        let now = Int64(Date().timeIntervalSince1970)
+        try await harness.insert("NULMESSAGE", createdAt: now - 1200, expiresAt: now - 60, state: .pending)
+        let policy = DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200)
+        let order = try #require(
+            try await harness.table.claimDue(now: now, policy: policy, limit: 1, leaseSeconds: 60, maxAttempts: 3).orders.first)
+        let record = AttemptRecord(
+            orderID: order.id, leaseToken: order.leaseToken, attempt: order.attempt, newState: .pending,
+            nextAttemptAt: now + 5, errCode: "SYSTEM\u{0}ERROR", message: "the server said a\u{0}b",
+            calls: [
+                CallRecord(
+                    call: .closeorder, host: "http://127.0.0.1:1", outcome: .retry, httpStatus: 200,
+                    errCode: "SYSTEM\u{0}ERROR", errCodeDes: "x\u{0}y", message: "a\u{0}b", startedAt: now, finishedAt: now)
+            ], startedAt: now, finishedAt: now)
+        #expect(try await harness.table.record([record]) == [.applied])
+        let row = try #require(try await harness.table.orders(outTradeNo: "NULMESSAGE").first)
+        #expect(row.lastError == "the server said a\u{FFFD}b")
+        #expect(try await harness.table.attempts(orderID: order.id).first?.errCodeDes == "x\u{FFFD}y")
+    }
+
+    @Test func theIdlePollOverManyFinishedRowsReadsOnlyThePartialIndexes() async throws {
+        let harness = try await PostgresHarness.make()
+        defer { Task { await harness.remove() } }
+        try await harness.database.app(
+            """
+            INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at, state, closed_at)
+            SELECT '1900000109', 'wx2421b1c4370ec43b', 'FINISHED' || n, now() - interval '2 days',
+                   now() - interval '1 day', 'closed', now() - interval '1 day'
+              FROM generate_series(1, 200000) AS n
+            """)
+        try await harness.database.app("ANALYZE orders")
+        let table = try #require(harness.table as? PostgresOrderTable)
+        let plan = try await table.pollPlan(
+            now: Int64(Date().timeIntervalSince1970), policy: DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200))
+        let text = plan.joined(separator: "\n")
+        #expect(!text.contains("Seq Scan"), "\(text)")
+        for index in ["orders_pending_by_deadline", "orders_pending_by_creation", "orders_closing_by_lease"] {
+            #expect(text.contains(index), "\(index) in\n\(text)")
+        }
+    }
+}
