@@ -13,7 +13,9 @@ extension ConfigurationLoader {
         let credential = try section.string("\(name)_credential")
         switch (file, credential) {
         case (let file?, nil) where !file.isEmpty:
-            return (section.keyPath("\(name)_file"), file.hasPrefix("/") ? file : context.baseDirectory.appending(path: file).path)
+            return (
+                section.keyPath("\(name)_file"), file.hasPrefix("/") ? file : context.baseDirectory.appending(path: file).path
+            )
         case (nil, let credential?) where !credential.isEmpty:
             let key = section.keyPath("\(name)_credential")
             guard !credential.contains("/") else { throw fail(key, "a credential name has no '/', got \"\(credential)\"") }

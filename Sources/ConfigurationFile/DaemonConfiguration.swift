@@ -193,7 +193,8 @@ public struct DaemonConfiguration: Sendable {
             }
             return "\(merchant.mchID)(\(kind), keys from \(merchant.keySource)\(limit))"
         }
-        return "database=\(databaseLocation.redacted) api.base_url=\(api.baseURL) api.backup_base_url=\(api.backupBaseURL ?? "none") "
+        return
+            "database=\(databaseLocation.redacted) api.base_url=\(api.baseURL) api.backup_base_url=\(api.backupBaseURL ?? "none") "
             + "api.timeout_seconds=\(api.timeoutSeconds) api.probe_interval_seconds=\(api.probeIntervalSeconds) "
             + "reaper.poll_interval_seconds=\(reaper.pollIntervalSeconds) reaper.concurrency=\(reaper.concurrency) "
             + "reaper.batch_size=\(reaper.batchSize) reaper.min_order_age_seconds=\(reaper.minOrderAgeSeconds) "

@@ -51,6 +51,10 @@ public final class WeChatPayClient: Sendable {
             connect: min(TimeAmount(timeout), .seconds(5)), read: TimeAmount(timeout))
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
+        // A refused connection fails the call at once instead of being retried until the
+        // connect timeout: the call then goes to the backup domain (or is retried with the
+        // reaper's own backoff) without spending the whole deadline on a host that is down.
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

@@ -57,7 +57,9 @@ struct QueryCommand: AsyncParsableCommand {
             let now = Int64(Date().timeIntervalSince1970)
             if let outTradeNo {
                 let orders = try await store.orders(outTradeNo: outTradeNo)
-                guard !orders.isEmpty else { exitWithMessage("no order with out_trade_no \(outTradeNo) in \(OrderTables.redacted(database))", code: 1) }
+                guard !orders.isEmpty else {
+                    exitWithMessage("no order with out_trade_no \(outTradeNo) in \(OrderTables.redacted(database))", code: 1)
+                }
                 var histories: [[AttemptHistoryRecord]] = []
                 for order in orders { histories.append(try await store.attempts(orderID: order.id)) }
                 output(report.details(orders, histories: histories))

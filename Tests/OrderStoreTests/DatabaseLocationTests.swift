@@ -5,13 +5,18 @@ import Testing
 /// cannot be used says why without repeating its password.
 @Suite struct DatabaseLocationTests {
     @Test func aPathIsSQLite() throws {
-        #expect(try DatabaseLocation(parsing: "/var/lib/closeorderd/orders.sqlite") == .sqlite(path: "/var/lib/closeorderd/orders.sqlite"))
+        #expect(
+            try DatabaseLocation(parsing: "/var/lib/closeorderd/orders.sqlite")
+                == .sqlite(path: "/var/lib/closeorderd/orders.sqlite"))
         #expect(try DatabaseLocation(parsing: "orders.sqlite") == .sqlite(path: "orders.sqlite"))
     }
 
     @Test func aURLIsPostgreSQLWithLibpqsDefaults() throws {
         guard case .postgresql(let address) = try DatabaseLocation(parsing: "postgresql://closeorderd@db.example.com/orders")
-        else { Issue.record("not PostgreSQL"); return }
+        else {
+            Issue.record("not PostgreSQL")
+            return
+        }
         #expect(address.host == "db.example.com")
         #expect(address.port == 5432)
         #expect(address.user == "closeorderd")

@@ -31,7 +31,8 @@ import Testing
         let harness = try await PostgresHarness.make()
         defer { Task { await harness.remove() } }
         let tables = try await harness.database.integers(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'close_attempts', 'schema_migrations')")
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'close_attempts', 'schema_migrations')"
+        )
         #expect(tables == [3])
         #expect(try await harness.table.migrate() == [], "migrating again applies nothing")
     }

@@ -21,7 +21,8 @@ import Testing
             let operatorSetup = try await OperatorSetup.make(behaviour: behaviour, extraReaper: extraReaper)
             let database = try await TestPostgresDatabase.make()
             let address = database.address
-            let url = "postgresql://\(address.user)@\(address.host ?? "127.0.0.1"):\(address.port)/\(database.name)?sslmode=disable"
+            let url =
+                "postgresql://\(address.user)@\(address.host ?? "127.0.0.1"):\(address.port)/\(database.name)?sslmode=disable"
             let passwordFile = try operatorSetup.database.directory.write("postgres.password", (address.password ?? "") + "\n")
             let config = try String(contentsOfFile: operatorSetup.configFile, encoding: .utf8)
                 .replacingOccurrences(
@@ -158,7 +159,9 @@ import Testing
         #expect(unmigrated.status == 74)
         #expect(unmigrated.stderr.contains("closeorderd migrate"), "\(unmigrated.stderr)")
 
-        let badMode = try await setup.operatorSetup.run(["check-config", "--config", configFile, "--db", "postgresql://u@h/d?sslmode=maybe"])
+        let badMode = try await setup.operatorSetup.run([
+            "check-config", "--config", configFile, "--db", "postgresql://u@h/d?sslmode=maybe",
+        ])
         #expect(badMode.status == 78)
         #expect(badMode.stderr.contains("sslmode must be one of"), "\(badMode.stderr)")
 
