@@ -202,12 +202,20 @@ import Testing
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
         defer { daemon.terminate() }
-        try await DaemonProcess.waitUntil(timeout: 20, "the daemon opened its database in WAL mode") {
-            FileManager.default.fileExists(atPath: database + "-wal") && FileManager.default.fileExists(atPath: database + "-shm")
+        // SQLite creates `-shm` under the umask and then gives it the database's mode, so the
+        // files are judged once that has had its moment; a mode that never comes fails here.
+        let files = [database, database + "-wal", database + "-shm"]
+        func modes() -> [String] {
+            files.map { file in
+                let mode = (try? FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) ?? nil
+                return "\(URL(fileURLWithPath: file).lastPathComponent): \(mode.map { String($0, radix: 8) } ?? "missing")"
+            }
         }
-        for file in [database, database + "-wal", database + "-shm"] {
-            let mode = try #require(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int)
-            #expect(mode == 0o660, "\(file): \(String(mode, radix: 8))")
+        let wanted = files.map { "\(URL(fileURLWithPath: $0).lastPathComponent): 660" }
+        do {
+            try await DaemonProcess.waitUntil(timeout: 20, "the database, its WAL and shm are 0660") { modes() == wanted }
+        } catch {
+            Issue.record("\(error): \(modes())")
         }
     }
 
