@@ -31,12 +31,15 @@ extension ConfigurationLoader {
     /// `database_password_credential` (a systemd credential); nil when neither is given
     /// (the URL's own password, `PGPASSWORD` or a trust/peer login then apply). The file must
     /// be readable by its owner only; surrounding whitespace is not part of the password.
-    static func readDatabasePassword(_ root: MappingReader, for database: String, context: ConfigurationContext)
+    /// The keys must go with the file's own `database:` (a `--db` override does not change
+    /// what the file means).
+    static func readDatabasePassword(_ root: MappingReader, context: ConfigurationContext)
         throws(ConfigurationError) -> String?
     {
         let file = try root.string("database_password_file")
         let credential = try root.string("database_password_credential")
         guard file != nil || credential != nil else { return nil }
+        let database = try root.string("database") ?? ""
         guard case .postgresql = try? DatabaseLocation(parsing: database) else {
             throw root.fail(
                 file != nil ? "database_password_file" : "database_password_credential",

@@ -55,7 +55,7 @@ public enum ConfigurationLoader {
             } ?? DaemonConfiguration.ReaperSettings()
         try checkTogether(reaper, api, context: context)
         let database = try readDatabase(root, override: databaseOverride)
-        let databasePassword = try readDatabasePassword(root, for: database, context: context)
+        let databasePassword = try readDatabasePassword(root, context: context)
         guard let merchantNodes = try root.sequence("merchants"), !merchantNodes.isEmpty else {
             throw context.fail("merchants", "required: a list with at least one merchant (mch_id, sign_type, key_file)")
         }

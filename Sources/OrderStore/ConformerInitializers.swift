@@ -24,8 +24,3 @@ extension StoreError {
     /// An error about the table at `location` (a path, or a URL without its password).
     public init(location: String, message: String) { self.init(path: location, message: message) }
 }
-
-extension ClaimedOrder {
-    /// More attempts than any configuration allows; the most either schema accepts.
-    public static var mostAttemptsStored: Int { maximumAttempts }
-}

@@ -119,7 +119,6 @@ extension PostgresOrderTable {
                 for order in spent {
                     batch.failedWithoutCall.append(try await abandon(order, now: now, on: connection))
                 }
-                // The claim's order is the database's; keep it, most overdue first.
                 return batch
             }
         }

@@ -2,7 +2,7 @@ import OrderStore
 import PostgresNIO
 
 extension PostgresOrderTable {
-    /// The due backlog: `$1`…`$5` as in the claim, `$6` the most rows counted (NULL: all).
+    /// The due backlog: `$1`…`$5` as in the claim, `$6` the most rows counted.
     static let dueBacklogSQL = """
         SELECT count(*), \(PostgresSQL.epoch("min(since)")) FROM (
             SELECT CASE WHEN state = 'closing' THEN lease_expires_at
@@ -15,16 +15,11 @@ extension PostgresOrderTable {
 
     private func dueBacklog(now: Int64, policy: DuePolicy, countingAtMost cap: Int?) async throws -> DueBacklog {
         let bounds = DueBounds(now: now, policy: policy)
-        var values: [any PostgresDynamicTypeEncodable] = [
-            bounds.now, bounds.ageCutoff, bounds.deadlineCutoff, bounds.minAge, bounds.timeout,
-        ]
-        let query: PostgresQuery
-        if let cap {
-            values.append(Int64(cap))
-            query = PostgresQuery(Self.dueBacklogSQL, binding: values)
-        } else {
-            query = PostgresQuery(Self.dueBacklogSQL.replacingOccurrences(of: "LIMIT $6", with: ""), binding: values)
-        }
+        let query = PostgresQuery(
+            Self.dueBacklogSQL,
+            binding: [
+                bounds.now, bounds.ageCutoff, bounds.deadlineCutoff, bounds.minAge, bounds.timeout, Int64(cap ?? Int.max),
+            ])
         for try await (count, since) in try await client.query(query, logger: logger).decode((Int64, Int64?).self) {
             return DueBacklog(count: Int(count), oldestDueSeconds: since.map { max(0, now - $0) })
         }

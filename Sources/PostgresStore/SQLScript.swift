@@ -1,3 +1,5 @@
+import Foundation
+
 /// A migration file as separate statements: PostgreSQL's extended query protocol, which
 /// postgres-nio speaks, takes one statement at a time.
 enum SQLScript {
@@ -43,7 +45,7 @@ enum SQLScript {
                 take(tag.count)
                 take(through: tag)
             } else if character == ";" {
-                if meaningful { statements.append(current.trimmingWhitespace()) }
+                if meaningful { statements.append(current.trimmingCharacters(in: .whitespacesAndNewlines)) }
                 current = ""
                 meaningful = false
                 index += 1
@@ -52,7 +54,7 @@ enum SQLScript {
                 take(1)
             }
         }
-        if meaningful { statements.append(current.trimmingWhitespace()) }
+        if meaningful { statements.append(current.trimmingCharacters(in: .whitespacesAndNewlines)) }
         return statements
     }
 
@@ -65,11 +67,5 @@ enum SQLScript {
         guard end < characters.count, characters[end] == "$" else { return nil }
         if end > index + 1, characters[index + 1].isNumber { return nil }  // $1 is a parameter
         return Array(characters[index...end])
-    }
-}
-
-extension String {
-    fileprivate func trimmingWhitespace() -> String {
-        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }
 }

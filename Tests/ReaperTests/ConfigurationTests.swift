@@ -193,6 +193,46 @@ extension ConfigurationTests {
         #expect(open.warnings.first?.contains("metrics.listen is 0.0.0.0:9464, which other machines may reach") == true)
     }
 
+    @Test func aPostgresDatabaseReadsItsPasswordFileAndIsWarnedAboutOnlyWhenUnsafe() throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        try folder.write("key", Fixtures.keyText + "\n")
+        try folder.write("pg.password", "s3cret\n")
+        let merchants = "merchants:\n  - mch_id: \"1900000109\"\n    key_file: key\n"
+        func load(_ database: String) throws(ConfigurationError) -> DaemonConfiguration {
+            let file = try! folder.write("config.yaml", database + merchants)
+            return try ConfigurationLoader.load(path: file)
+        }
+        let verified = try load(
+            "database: postgresql://closeorderd@db.example.com/shop?sslmode=verify-full\ndatabase_password_file: pg.password\n")
+        #expect(verified.databasePassword == "s3cret", "surrounding whitespace is not part of it")
+        #expect(verified.warnings.isEmpty)
+        #expect(!verified.summaryWithoutSecrets.contains("s3cret"))
+        let unverified = try load("database: postgresql://closeorderd@db.example.com/shop?sslmode=require\n")
+        #expect(
+            unverified.warnings == [
+                "database: sslmode=require to db.example.com does not verify the server's certificate; use sslmode=verify-full"
+            ])
+        #expect(try load("database: postgresql://closeorderd@localhost/shop\n").warnings.isEmpty, "this machine")
+        let inURL = try load("database: postgresql://closeorderd:s3cret@localhost/shop\n")
+        #expect(inURL.warnings.count == 1 && inURL.warnings[0].contains("database_password_file"))
+        #expect(!inURL.summaryWithoutSecrets.contains("s3cret"))
+        #expect {
+            try load("database: /tmp/orders.sqlite\ndatabase_password_file: pg.password\n")
+        } throws: { error in
+            "\(error)".contains("database_password_file") && "\(error)".contains("only a PostgreSQL database")
+        }
+        #expect {
+            try load("database: postgresql://u@h/d?sslmode=maybe\n")
+        } throws: { error in
+            "\(error)".contains("database") && "\(error)".contains("sslmode must be one of")
+        }
+        // A --db override is checked as a database, but does not change what the file's keys mean.
+        let file = try folder.write(
+            "config.yaml", "database: postgresql://closeorderd@localhost/shop\ndatabase_password_file: pg.password\n" + merchants)
+        #expect(try ConfigurationLoader.load(path: file, databaseOverride: "/tmp/other.sqlite").database == "/tmp/other.sqlite")
+    }
+
     @Test func plainHTTPToAnotherHostGetsAWarning() throws {
         #expect(try load(minimal).warnings.isEmpty)
         #expect(try load(minimal + "\napi:\n  base_url: http://localhost:8099\n").warnings.isEmpty)
