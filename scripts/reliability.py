@@ -14,9 +14,12 @@ Exit status 0 when every promise held, 1 otherwise.
 
 import argparse
 import collections
+import glob
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -50,13 +53,17 @@ class World:
         self.simulator_args = []
         self.port = 0
         self.logs = []
+        # Where the simulator listens, and what its command line is run under (a network namespace).
+        self.simulator_host = "127.0.0.1"
+        self.simulator_wrapper = []
 
     def start_simulator(self, *flags, port=None):
         self.simulator_args = list(flags)
         log = open(os.path.join(self.dir, f"simulator-{len(self.logs)}.log"), "w")
         self.logs.append(log.name)
         process = subprocess.Popen(
-            [BINARY, "simulate", "--listen", f"127.0.0.1:{port or self.port}", "--key", f"{MCH_ID}={self.key_file}",
+            [*self.simulator_wrapper, BINARY, "simulate", "--listen", f"{self.simulator_host}:{port or self.port}",
+             "--key", f"{MCH_ID}={self.key_file}",
              "--call-log", self.call_log, *flags],
             stdout=subprocess.PIPE, stderr=log, text=True)
         line = process.stdout.readline()
@@ -84,8 +91,8 @@ class World:
                     "lease_seconds": 5, "max_attempts": 10}
         settings.update(reaper)
         timeout = settings.pop("timeout_seconds", 2)
-        lines = [f"database: {self.db}", "api:", f"  base_url: http://127.0.0.1:{self.port}", '  backup_base_url: ""',
-                 f"  timeout_seconds: {timeout}", "reaper:"]
+        lines = [*self.database_config(), "api:", f"  base_url: http://{self.simulator_host}:{self.port}",
+                 '  backup_base_url: ""', f"  timeout_seconds: {timeout}", "reaper:"]
         lines += [f"  {key}: {value}" for key, value in settings.items()]
         lines += ["merchants:", f'  - mch_id: "{MCH_ID}"', "    sign_type: HMAC-SHA256", f"    key_file: {self.key_file}"]
         if max_requests_per_second:
@@ -94,10 +101,15 @@ class World:
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start_daemon(self, *extra):
+    def database_config(self):
+        return [f"database: {self.db}"]
+
+    def start_daemon(self, *extra, wrapper=()):
         log = open(os.path.join(self.dir, f"daemon-{len(self.logs)}.log"), "w")
         self.logs.append(log.name)
-        return subprocess.Popen([BINARY, "run", "--config", self.config, *extra], stdout=log, stderr=log)
+        process = subprocess.Popen([*wrapper, BINARY, "run", "--config", self.config, *extra], stdout=log, stderr=log)
+        process.log = log.name
+        return process
 
     def run(self, *arguments):
         return subprocess.run([BINARY, *arguments], capture_output=True, text=True, timeout=120)
@@ -122,6 +134,16 @@ class World:
             [(MCH_ID, APPID, number, created_ago, expires_in, due_in) for number in numbers])
         connection.execute("COMMIT")
         if own:
+            connection.close()
+
+    def order_rows(self):
+        """Every order: (out_trade_no, state, created_at, deadline, last_error, next_attempt_at), times in unix seconds."""
+        connection = self.connect()
+        try:
+            return connection.execute(
+                "SELECT out_trade_no, state, created_at, coalesce(expires_at, created_at + 7200), last_error, "
+                "next_attempt_at FROM orders").fetchall()
+        finally:
             connection.close()
 
     def states(self):
@@ -192,6 +214,10 @@ def stop(process, timeout=30):
     return process.wait(timeout=timeout)
 
 
+class AppInsertError(Exception):
+    """The app's INSERT failed (on PostgreSQL, where psql runs it)."""
+
+
 class AppInserter(threading.Thread):
     """The merchant's app: inserts due orders in small transactions on its own connection."""
 
@@ -212,10 +238,11 @@ class AppInserter(threading.Thread):
                 # Due at once: old enough, deadline now (a failed payment, say).
                 self.world.insert(numbers, created_ago=400, expires_in=0, connection=connection)
                 self.inserted += self.batch
-            except sqlite3.Error as error:
+            except (sqlite3.Error, AppInsertError) as error:
                 self.errors.append(str(error))
                 try:
-                    connection.execute("ROLLBACK")
+                    if connection is not None:
+                        connection.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
             next_time += interval
@@ -228,11 +255,8 @@ class AppInserter(threading.Thread):
 
 def check_promises(world, paid_numbers, never_due_numbers):
     """The four promises, checked on the database and the simulator's call log."""
-    connection = world.connect()
     now = int(time.time())
-    rows = connection.execute(
-        "SELECT out_trade_no, state, created_at, coalesce(expires_at, created_at + 7200), last_error, next_attempt_at "
-        "FROM orders").fetchall()
+    rows = world.order_rows()
     due = [r for r in rows if r[2] <= now - 300 and r[3] <= now]
     lost = [r[0] for r in due if r[1] not in ("closed", "paid", "failed")
             and not (r[1] == "pending" and r[4] and r[5])]
@@ -588,13 +612,443 @@ def load_suite(seconds, per_second):
     return not app.errors and locked == 0, figures
 
 
+# --- several hosts on one PostgreSQL table ---------------------------------------------
+
+NETNS_PREFIX = "cod-"  # every namespace the suite makes; an aborted run's are removed at the next start
+SWITCH = NETNS_PREFIX + "switch"
+DB_HOST = "db"
+DAEMON_HOSTS = ["host1", "host2", "host3"]
+ADDRESSES = {DB_HOST: "10.231.0.1", "host1": "10.231.0.11", "host2": "10.231.0.12", "host3": "10.231.0.13"}
+PG_USER = "closeorderd_test"
+PG_PASSWORD = "closeorderd-test-password"  # scripts/postgres-cluster's; never printed by closeorderd
+PG_DATABASE = "shop"
+FENCED_NOTE = "[not written to the row"  # what the store appends to a fenced write-back's history line
+FENCED_LOG = "row changed while its close was in flight"
+
+
+def netns_exec(host):
+    return ["ip", "netns", "exec", NETNS_PREFIX + host]
+
+
+def ip(*arguments):
+    result = subprocess.run(["ip", *arguments], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(arguments)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def remove_hosts(folders=()):
+    """Removes what the hosts suite makes: clusters, the processes left in its namespaces, the namespaces.
+
+    Called at the start too, for what an aborted run left behind."""
+    for folder in folders:
+        cluster = os.path.join(folder, "cluster")
+        if os.path.isdir(cluster):
+            subprocess.run([os.path.join(ROOT, "scripts", "postgres-cluster"), "stop", cluster], capture_output=True)
+    names = [line.split()[0] for line in ip("netns", "list").splitlines() if line.startswith(NETNS_PREFIX)]
+    for name in names:
+        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for name in names:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    return names
+
+
+def make_network():
+    """A switch (a bridge in a namespace of its own) and one namespace per host, each on a veth port of it."""
+    ip("netns", "add", SWITCH)
+    ip("-n", SWITCH, "link", "add", "switch", "type", "bridge")
+    ip("-n", SWITCH, "link", "set", "switch", "up")
+    for host, address in ADDRESSES.items():
+        namespace = NETNS_PREFIX + host
+        ip("netns", "add", namespace)
+        ip("link", "add", host, "netns", SWITCH, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        ip("-n", SWITCH, "link", "set", host, "master", "switch", "up")
+        ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
+        ip("-n", namespace, "link", "set", "eth0", "up")
+        ip("-n", namespace, "link", "set", "lo", "up")
+
+
+class HostsWorld(World):
+    """A World on several hosts: PostgreSQL and the simulator on `db`, one daemon on each other host."""
+
+    def __init__(self):
+        super().__init__("hosts")
+        os.chmod(self.dir, 0o711)  # the cluster's folder in it belongs to the postgres user
+        self.cluster = os.path.join(self.dir, "cluster")
+        self.password_file = os.path.join(self.dir, "postgres.password")
+        with open(self.password_file, "w") as f:
+            f.write(PG_PASSWORD + "\n")
+        os.chmod(self.password_file, 0o600)
+        self.simulator_host = ADDRESSES[DB_HOST]
+        self.simulator_wrapper = netns_exec(DB_HOST)
+        self.pg_port = None
+        self.daemons = {}
+
+    def start_database(self):
+        result = subprocess.run(
+            [*netns_exec(DB_HOST), os.path.join(ROOT, "scripts", "postgres-cluster"), "start", self.cluster,
+             ADDRESSES[DB_HOST]], capture_output=True, text=True, timeout=180)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/postgres-cluster start failed: {result.stderr.strip()}")
+        self.pg_port = int(result.stdout.strip().rsplit(":", 1)[1].split("/")[0])
+        self.sql(f"CREATE DATABASE {PG_DATABASE}", database="postgres")
+        self.db = f"postgresql://{PG_USER}@{ADDRESSES[DB_HOST]}:{self.pg_port}/{PG_DATABASE}?sslmode=disable"
+
+    def database_config(self):
+        return [f"database: {self.db}", f"database_password_file: {self.password_file}"]
+
+    def sql(self, statement, database=PG_DATABASE):
+        """Rows of `statement`, run by psql on the database's host over its network address."""
+        result = subprocess.run(
+            [*netns_exec(DB_HOST), "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t",
+             "-h", ADDRESSES[DB_HOST], "-p", str(self.pg_port), "-U", PG_USER, "-d", database, "-c", statement],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "PGPASSWORD": PG_PASSWORD})
+        if result.returncode != 0:
+            raise AppInsertError(result.stderr.strip())
+        return [line.split("\t") for line in result.stdout.splitlines()]
+
+    def connect(self):
+        return None  # each statement is one psql
+
+    def dump(self):
+        """The order table and its history as CSV files in the folder, for reading after the cluster is gone."""
+        for name, query in [("orders", "SELECT * FROM orders ORDER BY id"),
+                            ("history", "SELECT o.out_trade_no, a.* FROM close_attempts a JOIN orders o ON o.id = a.order_id "
+                                        "ORDER BY a.id")]:
+            rows = self.sql(f"COPY ({query}) TO STDOUT WITH CSV HEADER")
+            with open(os.path.join(self.dir, f"{name}.csv"), "w") as f:
+                f.writelines("\t".join(row) + "\n" for row in rows)
+
+    def migrate(self):
+        result = subprocess.run([*netns_exec(DAEMON_HOSTS[0]), BINARY, "migrate", "--config", self.config],
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr)
+
+    def insert(self, numbers, created_ago=1200, expires_in=-60, connection=None, due_in=None):
+        after = "NULL" if due_in is None else f"now() + make_interval(secs => {due_in})"
+        values = ", ".join(
+            f"('{MCH_ID}', '{APPID}', '{number}', now() - make_interval(secs => {created_ago}), "
+            f"now() + make_interval(secs => {expires_in}), {after})" for number in numbers)
+        self.sql("INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at, next_attempt_at) "
+                 f"VALUES {values}")
+
+    def states(self):
+        try:
+            return {state: int(count) for state, count in self.sql("SELECT state, count(*) FROM orders GROUP BY state")}
+        except AppInsertError as error:
+            return f"unreadable ({error})"
+
+    def order_rows(self):
+        return [(number, state, int(created), int(deadline), has_error == "1", int(after) if after else None)
+                for number, state, created, deadline, has_error, after in self.sql(
+                    "SELECT out_trade_no, state, extract(epoch FROM created_at)::bigint, "
+                    "extract(epoch FROM coalesce(expires_at, created_at + interval '7200 seconds'))::bigint, "
+                    "(last_error IS NOT NULL)::int, extract(epoch FROM next_attempt_at)::bigint FROM orders")]
+
+    def history(self):
+        """Every history line: (out_trade_no, line id, attempt, outcome, finished_at, fenced)."""
+        return [(number, int(line), int(attempt), outcome, int(finished), fenced == "t")
+                for number, line, attempt, outcome, finished, fenced in self.sql(
+                    "SELECT o.out_trade_no, a.id, a.attempt, a.outcome, extract(epoch FROM a.finished_at)::bigint, "
+                    f"strpos(a.message, '{FENCED_NOTE}') > 0 FROM close_attempts a JOIN orders o ON o.id = a.order_id "
+                    "ORDER BY a.id")]
+
+    def simulator_request(self, method, path):
+        """A control request to the simulator, from its own host."""
+        script = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(urllib.request.Request("
+                  "sys.argv[1], method=sys.argv[2], data=b'' if sys.argv[2] == 'POST' else None), timeout=30)"
+                  ".read().decode())")
+        result = subprocess.run(
+            [*netns_exec(DB_HOST), sys.executable, "-c", script, f"http://{self.simulator_host}:{self.port}{path}",
+             method], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"simulator {path}: {result.stderr.strip()}")
+        return result.stdout
+
+    def start_host_daemon(self, host):
+        self.daemons[host] = self.start_daemon(wrapper=netns_exec(host))
+
+    def kill_host_daemon(self, host):
+        self.daemons[host].send_signal(signal.SIGKILL)
+        self.daemons[host].wait()
+
+    def calls_in_flight(self, host):
+        """Requests `host` has sent to the simulator and not yet had an answer to: connections that sent last."""
+        output = subprocess.run(
+            [*netns_exec(host), "ss", "-tniH", "state", "established", "dst", f"{self.simulator_host}:{self.port}"],
+            capture_output=True, text=True).stdout
+        waiting = 0
+        for sent, received in re.findall(r"lastsnd:(\d+) lastrcv:(\d+)", output):
+            waiting += int(sent) < int(received)
+        return waiting
+
+    def wait_for_call_in_flight(self, host, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.calls_in_flight(host):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def log_of(self, host, since=0):
+        with open(self.daemons[host].log, errors="replace") as f:
+            f.seek(since)
+            return f.read()
+
+    def log_size(self, host):
+        return os.path.getsize(self.daemons[host].log)
+
+
+def applied_after_final(history):
+    """Orders whose row a write-back changed after the order was final: what a stale daemon does when the
+    fence fails. A fenced write-back notes it on its last history line; the lines before it (the order
+    query of the same attempt) belong to it."""
+    lines = collections.defaultdict(list)
+    for number, line, attempt, outcome, _, fenced in history:
+        lines[number].append((line, attempt, outcome, fenced))
+    changed = set()
+    for number, order_lines in lines.items():
+        final = min((line for line, _, outcome, fenced in order_lines
+                     if outcome in ("closed", "paid", "failed") and not fenced), default=None)
+        covered_attempt = None
+        for line, attempt, _, fenced in sorted(order_lines, reverse=True):
+            in_fenced_record = fenced or attempt == covered_attempt
+            covered_attempt = attempt if in_fenced_record else None
+            if final is not None and line > final and not in_fenced_record:
+                changed.add(number)
+    return sorted(changed)
+
+
+def overlapping_calls(calls, latency_ms):
+    """Orders with two calls in flight at once: the simulator holds each call `latency_ms` before answering."""
+    times = collections.defaultdict(list)
+    for t, _, number in calls:
+        times[number].append(round(t * 1000))
+    return sorted(number for number, ts in times.items()
+                  if any(b - a < latency_ms for a, b in zip(sorted(ts), sorted(ts)[1:])))
+
+
+def busiest_second(calls):
+    """The most calls in any one-second window, and when that window began."""
+    times = sorted(round(t * 1000) for t, _, _ in calls)
+    best, start, first = 0, None, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - 1000:
+            first += 1
+        if last - first + 1 > best:
+            best, start = last - first + 1, times[first] / 1000
+    return best, start
+
+
+def hosts_suite(limit, seconds):
+    print(f"== hosts: three daemons on three hosts share one PostgreSQL table, {limit} calls/s for the merchant ==",
+          flush=True)
+    if os.geteuid() != 0:
+        print("skipped: network namespaces need root")
+        return True, []
+    stale = remove_hosts(glob.glob(os.path.join(tempfile.gettempdir(), "closeorderd-hosts-*")))
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), "closeorderd-hosts-*")):
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        print(f"  removed an earlier run's namespaces: {', '.join(stale)}", flush=True)
+    previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on SIGTERM too
+    world, app, ok = None, None, False
+    try:
+        make_network()
+        world = HostsWorld()
+        ok, figures = hosts_scenarios(world, limit, seconds)
+        return ok, figures
+    finally:
+        if world:
+            for process in list(world.daemons.values()):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+            world.close()
+        remove_hosts([world.dir] if world else [])
+        if world:
+            if ok:
+                shutil.rmtree(world.dir, ignore_errors=True)
+            else:
+                print(f"the run's logs and call log are in {world.dir} (removed by the next run)")
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def hosts_scenarios(world, limit, seconds):
+    started = time.time()
+    latency_ms, lease, timeout = 100, 6, 2
+    world.start_database()
+    paid = [f"HOSTSPAID{i:03d}" for i in range(30)]
+    world.start_simulator("--latency-ms", str(latency_ms), *sum((["--paid", n] for n in paid), []))
+    world.write_config(max_requests_per_second=limit, concurrency=8, lease_seconds=lease, timeout_seconds=timeout,
+                       max_attempts=100)
+    world.migrate()
+    version = world.sql("SHOW server_version")[0][0].split()[0]
+    world.insert([f"HOSTS{i:05d}" for i in range(300)] + paid)
+    never_due = [f"NOTDUE{i:03d}" for i in range(20)]
+    world.insert(never_due, created_ago=1200, expires_in=3600)
+    # Too young for the whole run, and old enough to fall due 15 s in: neither may be sent early.
+    world.insert([f"YOUNG{i:03d}" for i in range(20)], created_ago=30, expires_in=-30)
+    world.insert([f"SOON{i:03d}" for i in range(30)], created_ago=285, expires_in=-1)
+    for host in DAEMON_HOSTS:
+        world.start_host_daemon(host)
+    app = AppInserter(world, "HOSTSAPP", per_second=15, batch=5)
+    app.start()
+    counts = collections.Counter()
+
+    def closed():
+        states = world.states()
+        return states.get("closed", 0) if isinstance(states, dict) else 0
+
+    def kill(*hosts):
+        for host in hosts:
+            counts["kills in flight"] += world.wait_for_call_in_flight(host, timeout=5)
+            world.kill_host_daemon(host)
+            counts["kills"] += 1
+        time.sleep(1)
+        for host in hosts:
+            world.start_host_daemon(host)
+
+    def fenced_in(host, since):
+        return world.log_of(host, since).count(FENCED_LOG)
+
+    scenario_end = time.time() + seconds
+    world.wait_until("the daemons are at work", lambda: closed() >= 40, timeout=60)
+    kill("host1")
+    # host2 stops (a long GC pause, a frozen VM) past its lease, with calls in flight; meanwhile host1 dies again.
+    counts["stalls in flight"] += world.wait_for_call_in_flight("host2")
+    world.daemons["host2"].send_signal(signal.SIGSTOP)
+    counts["stalls"] += 1
+    stall_seconds = lease + 4
+    time.sleep(3)
+    kill("host1")
+    time.sleep(stall_seconds - 4)
+    stalled_since = world.log_size("host2")
+    world.daemons["host2"].send_signal(signal.SIGCONT)
+    world.wait_until("the stalled daemon's stale write-backs come back", lambda: fenced_in("host2", stalled_since),
+                     timeout=30)
+    # host3's cable is pulled while the simulator holds its answer, and plugged back after its lease.
+    world.simulator_request("POST", "/_sim/hold")
+    counts["cuts in flight"] += world.wait_for_call_in_flight("host3")
+    ip("-n", SWITCH, "link", "set", "host3", "down")
+    world.simulator_request("POST", "/_sim/release")
+    counts["cuts"] += 1
+    cut_seconds = lease + 4
+    time.sleep(cut_seconds)
+    cut_since = world.log_size("host3")
+    ip("-n", SWITCH, "link", "set", "host3", "up")
+    world.wait_until("the cut-off daemon's stale write-backs come back", lambda: fenced_in("host3", cut_since),
+                     timeout=60)
+    counts["fenced after the stall"] = fenced_in("host2", stalled_since)
+    counts["fenced after the cut"] = fenced_in("host3", cut_since)
+    kill("host1", "host2")
+    kill("host3")
+    # The rest of the run: random kills while the app inserts.
+    rng = random.Random(int(os.environ.get("SEED", "3")))
+    while time.time() < scenario_end:
+        time.sleep(rng.uniform(1, 3))
+        kill(rng.choice(DAEMON_HOSTS))
+    app.stop()
+    world.wait_until("nothing is due or closing", lambda: world.sql(
+        "SELECT count(*) FROM orders WHERE state = 'closing' OR (state = 'pending' "
+        "AND created_at <= now() - interval '5 minutes' AND coalesce(expires_at, created_at + interval '2 hours') <= now())"
+    )[0][0] == "0", timeout=180)
+    statuses = {host: stop(process) for host, process in world.daemons.items()}
+    stats = json.loads(world.simulator_request("GET", "/_sim/stats"))
+    world.dump()
+    simulator_status = stop(world.simulator)
+    duration = time.time() - started
+
+    result = check_promises(world, paid, set(never_due))
+    rows = {row[0]: row for row in world.order_rows()}
+    due = [number for number, row in rows.items() if row[2] <= time.time() - 300 and row[3] <= time.time()]
+    not_as_told = sorted(n for n in due if rows[n][1] != ("paid" if n in paid else "closed"))
+    trade_states = stats.get("trade_states", {})
+    disagree = sorted(n for n, row in rows.items() if (row[1] == "closed" and trade_states.get(n) != "CLOSED")
+                      or (row[1] == "paid" and trade_states.get(n) != "SUCCESS"))
+    history = world.history()
+    stale_applied = applied_after_final(history)
+    fenced_lines = sum(1 for line in history if line[5])
+    calls = world.calls()
+    overlapping = overlapping_calls(calls, latency_ms)
+    busiest, busiest_at = busiest_second(calls)
+    final_at = {}
+    for number, _, _, outcome, finished, fenced in history:
+        if outcome in ("closed", "paid", "failed") and not fenced:
+            final_at.setdefault(number, finished)
+    late = sorted({n for t, _, n in calls if n in final_at and t > final_at[n] + 1})
+    log = world.log_text()
+    secrets = world.secrets_found() + [name for name, secret in [("merchant key", KEY), ("database password", PG_PASSWORD)]
+                                       if secret in log]
+    endpoints = collections.Counter(endpoint for _, endpoint, _ in calls)
+    finished = [n for n, row in rows.items() if row[1] in ("closed", "paid", "failed")]
+    broken = [name for name, failed in [
+        ("app insert errors", app.errors), ("orders lost", result["lost"] or not_as_told),
+        ("orders left closing", result["closing"]), ("paid orders recorded closed", result["paid_marked_closed"]),
+        ("orders sent before due", result["sent_early"]), ("database and WeChat disagree", disagree),
+        ("write-backs applied after an order was final", stale_applied),
+        ("two calls for one order at once", overlapping or stats.get("max_concurrent_calls_per_order", 0) > 1),
+        (f"more than {limit} calls in a one-second window", busiest > limit),
+        ("secrets in logs or files", secrets), ("exit status on SIGTERM", any(statuses.values()) or simulator_status),
+        ("stale write-backs fenced", not counts["stalls"] or not fenced_lines)] if failed]
+    figures = [
+        ["hosts", f"db (PostgreSQL {version}, simulator), {', '.join(DAEMON_HOSTS)}: namespaces on one bridge"],
+        ["orders", result["orders"]],
+        ["  inserted by the app during the run", app.inserted],
+        ["app insert errors (must be 0)", len(app.errors)],
+        ["calls (closeorder / orderquery)", f"{len(calls)} ({endpoints['closeorder']} / {endpoints['orderquery']})"],
+        ["daemons killed with SIGKILL (with a call in flight)", f"{counts['kills']} ({counts['kills in flight']})"],
+        [f"stalls: SIGSTOP {stall_seconds} s, lease {lease} s (call in flight)",
+         f"{counts['stalls']} ({counts['stalls in flight']})"],
+        [f"link cuts of {cut_seconds} s mid-call (answer held, then lost)", f"{counts['cuts']} ({counts['cuts in flight']})"],
+        ["stale write-backs fenced: after the stall, after the cut (log lines)",
+         f"{counts['fenced after the stall']}, {counts['fenced after the cut']}"],
+        ["  fenced history lines in the whole run", fenced_lines],
+        ["write-backs applied after an order was final (must be 0)", len(stale_applied)],
+        ["orders lost or not closed/paid as told (must be 0)", len(set(result["lost"]) | set(not_as_told))],
+        ["orders left closing (must be 0)", len(result["closing"])],
+        ["paid orders recorded closed (must be 0)", len(result["paid_marked_closed"])],
+        ["orders sent before due (must be 0)", len(result["sent_early"])],
+        ["rows that disagree with WeChat's trade state (must be 0)", len(disagree)],
+        ["orders with two calls at once (must be 0)",
+         f"{len(overlapping)} (simulator: at most {stats.get('max_concurrent_calls_per_order')} close in flight per order)"],
+        [f"max calls in any 1 s window (must be <= {limit})",
+         f"{busiest} (from {time.strftime('%H:%M:%S', time.localtime(busiest_at)) if busiest_at else '-'})"],
+        ["calls arriving > 1 s after the order was recorded final", len(late)],
+        ["close calls per finished order", distribution(result["close_calls"], finished)],
+        ["final states", json.dumps(result["states"], sort_keys=True)],
+        ["exit status on SIGTERM (daemons, simulator)", f"{sorted(set(statuses.values()))}, {simulator_status}"],
+        ["secrets in logs or files (must be none)", ", ".join(secrets) or "none"],
+        ["duration (s)", f"{duration:.0f}"],
+    ]
+    print(table(figures, ["hosts", "figure"]))
+    if late:
+        print(f"  called after recorded final: {' '.join(late[:10])} (history in {world.dir}/history.csv)")
+    if broken:
+        print("broken: " + "; ".join(broken))
+        for name, numbers in [("lost", sorted(set(result["lost"]) | set(not_as_told))), ("sent early", result["sent_early"]),
+                              ("applied after final", stale_applied), ("at once", overlapping), ("disagree", disagree)]:
+            if numbers:
+                print(f"  {name}: {' '.join(numbers[:10])}")
+    return not broken, figures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suite", choices=["crash", "faults", "database", "load", "all"])
+    parser.add_argument("suite", choices=["crash", "faults", "database", "load", "hosts", "all"])
     parser.add_argument("--runs", type=int, default=50, help="crash: daemon kills (default 50)")
     parser.add_argument("--outage-seconds", type=int, default=60, help="faults: how long the simulator stays down")
     parser.add_argument("--load-seconds", type=int, default=30)
     parser.add_argument("--load-rate", type=int, default=1000, help="load: orders inserted per second")
+    parser.add_argument("--hosts-limit", type=int, default=20,
+                        help="hosts: max_requests_per_second of the merchant on every daemon (default 20)")
+    parser.add_argument("--hosts-seconds", type=int, default=60,
+                        help="hosts: how long the app inserts and daemons are disturbed (default 60)")
     options = parser.parse_args()
     if not os.access(BINARY, os.X_OK):
         sys.exit(f"no closeorderd at {BINARY}: build it first (scripts/reliability does)")
@@ -607,6 +1061,8 @@ def main():
         results["database"] = database_suite()[0]
     if options.suite in ("load", "all"):
         results["load"] = load_suite(options.load_seconds, options.load_rate)[0]
+    if options.suite == "hosts" or (options.suite == "all" and os.geteuid() == 0):
+        results["hosts"] = hosts_suite(options.hosts_limit, options.hosts_seconds)[0]
     print()
     for suite, ok in results.items():
         print(f"{suite}: {'every promise held' if ok else 'FAILED'}")
