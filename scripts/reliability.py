@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""closeorderd's long reliability suites: crash, faults, database, load.
+"""closeorderd's long reliability suites: crash, faults, database, load, hosts.
 
 Each suite runs the real `closeorderd` binary against `closeorderd simulate` on loopback and
-a real SQLite file, checks the four promises of README.md "Reliability", and prints its
-figures. Run through scripts/reliability, which builds the binary first:
+a real SQLite file (hosts: on network namespaces and a PostgreSQL cluster), checks the four
+promises of README.md "Reliability", and prints its figures. Run through scripts/reliability,
+which builds the binary first:
 
-    scripts/reliability all            # every suite (about 10 minutes)
+    scripts/reliability all            # every suite (about 10 minutes; hosts only as root)
     scripts/reliability crash --runs 50
     scripts/reliability faults | database | load
+    scripts/reliability hosts          # as root: three daemons on three hosts, one PostgreSQL table
 
 Exit status 0 when every promise held, 1 otherwise.
 """
@@ -804,23 +806,36 @@ class HostsWorld(World):
         return os.path.getsize(self.daemons[host].log)
 
 
+def write_backs(history):
+    """Each order's write-backs in order: (outcome, finished_at, fenced) of the last history line of each
+    record. A record's lines share its attempt and follow each other; a fenced one notes it on its last."""
+    records = collections.defaultdict(list)
+    previous = {}
+    for number, _, attempt, outcome, finished, fenced in history:
+        if previous.get(number) == (attempt, False):
+            records[number][-1] = (outcome, finished, fenced)
+        else:
+            records[number].append((outcome, finished, fenced))
+        previous[number] = (attempt, fenced)
+    return records
+
+
+def final_recorded_at(history):
+    """When each order's first final outcome was written to its row (unix seconds)."""
+    return {number: next((finished for outcome, finished, fenced in records
+                          if outcome in ("closed", "paid", "failed") and not fenced), None)
+            for number, records in write_backs(history).items()}
+
+
 def applied_after_final(history):
-    """Orders whose row a write-back changed after the order was final: what a stale daemon does when the
-    fence fails. A fenced write-back notes it on its last history line; the lines before it (the order
-    query of the same attempt) belong to it."""
-    lines = collections.defaultdict(list)
-    for number, line, attempt, outcome, _, fenced in history:
-        lines[number].append((line, attempt, outcome, fenced))
-    changed = set()
-    for number, order_lines in lines.items():
-        final = min((line for line, _, outcome, fenced in order_lines
-                     if outcome in ("closed", "paid", "failed") and not fenced), default=None)
-        covered_attempt = None
-        for line, attempt, _, fenced in sorted(order_lines, reverse=True):
-            in_fenced_record = fenced or attempt == covered_attempt
-            covered_attempt = attempt if in_fenced_record else None
-            if final is not None and line > final and not in_fenced_record:
-                changed.add(number)
+    """Orders whose row a write-back changed after the order was final: what a stale daemon's write-back
+    does when the fence fails (a fenced one is appended to the history with a note, and changes nothing)."""
+    changed = []
+    for number, records in write_backs(history).items():
+        final = next((index for index, (outcome, _, fenced) in enumerate(records)
+                      if outcome in ("closed", "paid", "failed") and not fenced), None)
+        if final is not None and any(not fenced for _, _, fenced in records[final + 1:]):
+            changed.append(number)
     return sorted(changed)
 
 
@@ -977,11 +992,8 @@ def hosts_scenarios(world, limit, seconds):
     calls = world.calls()
     overlapping = overlapping_calls(calls, latency_ms)
     busiest, busiest_at = busiest_second(calls)
-    final_at = {}
-    for number, _, _, outcome, finished, fenced in history:
-        if outcome in ("closed", "paid", "failed") and not fenced:
-            final_at.setdefault(number, finished)
-    late = sorted({n for t, _, n in calls if n in final_at and t > final_at[n] + 1})
+    final_at = final_recorded_at(history)
+    late = sorted({n for t, _, n in calls if final_at.get(n) and t > final_at[n] + 1})
     log = world.log_text()
     secrets = world.secrets_found() + [name for name, secret in [("merchant key", KEY), ("database password", PG_PASSWORD)]
                                        if secret in log]
