@@ -58,6 +58,14 @@ public protocol OrderTable: Sendable {
 
     /// An order's history, oldest first.
     func attempts(orderID: Int64) async throws(StoreError) -> [AttemptHistoryRecord]
+
+    /// The merchants' call budget shared with the other daemons on this table, if several
+    /// can share it (nil: this daemon's own limits are the whole story).
+    var callSpacing: (any MerchantCallSpacing)? { get }
+}
+
+extension OrderTable {
+    public var callSpacing: (any MerchantCallSpacing)? { nil }
 }
 
 extension OrderStore: OrderTable {}

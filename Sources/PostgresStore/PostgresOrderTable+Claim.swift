@@ -89,7 +89,7 @@ extension PostgresOrderTable {
         let token = UUID().uuidString
         let leaseExpiresAt = now + leaseSeconds
         let bounds = DueBounds(now: now, policy: policy)
-        return try await run {
+        return try await run { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 let rows = try await connection.query(
                     PostgresQuery(
@@ -148,7 +148,7 @@ extension PostgresOrderTable {
     /// row still carries the claim's token.
     public func release(_ orders: [ClaimedOrder], now: Int64) async throws(StoreError) {
         guard !orders.isEmpty else { return }
-        try await run {
+        try await run { [self] in
             try await client.query(
                 """
                 UPDATE orders o SET state = 'pending', attempts = o.attempts - 1, lease_token = NULL,
@@ -161,7 +161,7 @@ extension PostgresOrderTable {
 
     /// Whether `order` is still `closing` under its claim's lease.
     public func isStillClaimed(_ order: ClaimedOrder) async throws(StoreError) -> Bool {
-        try await run {
+        try await run { [self] in
             let rows = try await client.query(
                 """
                 SELECT count(*) FROM orders WHERE id = \(order.id) AND state = 'closing' AND lease_token = \(order.leaseToken)

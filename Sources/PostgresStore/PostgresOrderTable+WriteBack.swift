@@ -8,7 +8,7 @@ extension PostgresOrderTable {
     /// either way.
     public func record(_ records: [AttemptRecord]) async throws(StoreError) -> [WriteBackResult] {
         guard !records.isEmpty else { return [] }
-        return try await run {
+        return try await run { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 var results: [WriteBackResult] = []
                 for record in records {
@@ -99,7 +99,7 @@ extension PostgresOrderTable {
     /// history gains a `requeued` line. (The schema refuses implausible times on PostgreSQL,
     /// so none is left behind for them.)
     public func requeueFailed(_ selection: RequeueSelection, now: Int64) async throws(StoreError) -> RequeueResult {
-        try await run {
+        try await run(bounded: false) { [self] in
             let rows = try await client.query(
                 """
                 WITH selected AS (

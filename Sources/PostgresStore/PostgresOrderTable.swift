@@ -32,10 +32,19 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     /// readiness and metrics reads, and `isStillClaimed` checks.
     public static let maximumConnections = 8
 
+    /// How long one of the daemon's statements may take, waiting for a connection included,
+    /// before it gives up on it: a poll that cannot reach the server fails within this (the
+    /// loop backs off and tries again, readiness says why, and the systemd watchdog is no
+    /// longer fed) instead of waiting for the pool, or for TCP on a cut link.
+    public let statementDeadline: Duration
+
     /// Connects lazily (the first statement opens the first connection): an unreachable
     /// server is reported by the first statement, e.g. the migration, naming the address.
-    public init(address: PostgresAddress, password: String?, logger: Logger) throws(StoreError) {
+    public init(
+        address: PostgresAddress, password: String?, logger: Logger, statementDeadline: Duration = .seconds(10)
+    ) throws(StoreError) {
         self.address = address
+        self.statementDeadline = statementDeadline
         self.logger = logger
         let user = address.user
         let password = address.password ?? password
@@ -49,7 +58,7 @@ public final class PostgresOrderTable: OrderTable, Sendable {
                 database: address.database, tls: Self.tls(address.tlsMode))
         }
         configuration.options.maximumConnections = Self.maximumConnections
-        configuration.options.connectTimeout = .seconds(10)
+        configuration.options.connectTimeout = .seconds(5)
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(15))
         configuration.options.additionalStartupParameters = [("application_name", "closeorderd")]
         let client = PostgresClient(
@@ -85,13 +94,23 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     /// There is no file to be replaced under a server's table.
     public func verifyStillOurs() throws(StoreError) {}
 
-    /// Runs `operation`, turning any error into a `StoreError` that names the address
-    /// (never the password) and says what the server or the network said.
-    func run<T>(_ operation: () async throws -> T) async throws(StoreError) -> T {
+    /// Runs `operation`, waiting at most `statementDeadline` unless `bounded` is false (for
+    /// migrations and the operator's commands, which take as long as they take), and turns
+    /// any error into a `StoreError` that names the address (never the password) and says
+    /// what the server or the network said.
+    func run<T: Sendable>(
+        bounded: Bool = true, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws(StoreError) -> T {
         do {
-            return try await operation()
+            guard bounded else { return try await operation() }
+            return try await withDeadline(statementDeadline, operation)
         } catch let error as StoreError {
             throw error
+        } catch let error as DeadlinePassed {
+            let reason =
+                await connectionProblem().map { "no answer within \(error.limit): \($0)" }
+                ?? "no answer within \(error.limit), though a new connection succeeds (a long lock wait?)"
+            throw StoreError(location: address.redacted, message: "database \(address.redacted): \(reason)")
         } catch is ConnectionPoolError {
             // The pool says only that connecting kept failing: one connection of our own says why.
             let reason = await connectionProblem() ?? "connections to the server keep failing"
@@ -122,7 +141,7 @@ public final class PostgresOrderTable: OrderTable, Sendable {
                     host: address.host ?? "localhost", port: address.port, username: address.user, password: password,
                     database: address.database, tls: tls)
             }
-            configuration.options.connectTimeout = .seconds(10)
+            configuration.options.connectTimeout = .seconds(5)
             let connection = try await PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0, logger: logger
             ).get()

@@ -1,5 +1,6 @@
 import Clocks
 import Foundation
+import OrderStore
 import Synchronization
 
 /// Lets at most a merchant's rate of calls go out in any window, across all of this
@@ -14,6 +15,12 @@ import Synchronization
 /// After `recoveryInterval` without another such answer it grows by half, until it is back
 /// at the configured limit (or, with none configured, past `unlimitedAbove`, when it is lifted).
 /// All its times come from `clock`, and it waits with `clock.sleep`.
+///
+/// With a `shared` budget (several daemons on one PostgreSQL table), the merchant's limit
+/// holds for all of them together: each call reserves its slot in the database, spaced
+/// `sharedHeadroom / rate` apart, and a slow-down any daemon meets is recorded there and
+/// adopted by the others (on their next reservation, or within a second for a merchant
+/// without a limit). Should the database not answer, this process's own spacing applies.
 ///
 /// ```swift
 /// let limiter = MerchantRateLimiter()
@@ -32,6 +39,8 @@ public final class MerchantRateLimiter: Sendable {
         var callsLastWindow = 0
         var lastThrottle: ContinuousClock.Instant?
         var lastRecovery: ContinuousClock.Instant?
+        /// When the shared budget was last asked for a slow-down, for a merchant without a rate.
+        var lastSharedCheck: ContinuousClock.Instant?
 
         init(now: ContinuousClock.Instant) {
             nextSlot = now
@@ -52,13 +61,23 @@ public final class MerchantRateLimiter: Sendable {
     let recoveryInterval: Duration
     let unlimitedAbove: Double
     let clock: any DaemonClock
+    let shared: (any MerchantCallSpacing)?
 
-    /// A limiter with no limits until `configure` sets some.
-    public init(recoveryInterval: Duration = .seconds(10), unlimitedAbove: Double = 1000, clock: any DaemonClock = SystemClock())
-    {
+    /// Shared slots are 5 % wider than `1 / rate`: between reserving a slot and the call
+    /// reaching WeChat Pay lie a database answer and a wake-up on each host, and the limit
+    /// must hold in every one-second window whatever those took (up to 50 ms a second).
+    public static let sharedHeadroom = 1.05
+
+    /// A limiter with no limits until `configure` sets some; with `shared`, its limits and
+    /// slow-downs hold across every daemon sharing that budget.
+    public init(
+        recoveryInterval: Duration = .seconds(10), unlimitedAbove: Double = 1000, clock: any DaemonClock = SystemClock(),
+        shared: (any MerchantCallSpacing)? = nil
+    ) {
         self.recoveryInterval = recoveryInterval
         self.unlimitedAbove = unlimitedAbove
         self.clock = clock
+        self.shared = shared
     }
 
     /// Sets the configured limits (on start and on reload); adaptive slow-downs are kept.
@@ -74,6 +93,7 @@ public final class MerchantRateLimiter: Sendable {
 
     /// Waits until `mchID` may make a call, and counts it. Returns at once if the task is cancelled.
     public func acquire(_ mchID: String) async {
+        if let shared, await acquireShared(mchID, from: shared) { return }
         while true {
             let now = clock.now
             // Mutated in place: a copy of the entry per call would cost more than the call.
@@ -88,6 +108,43 @@ public final class MerchantRateLimiter: Sendable {
         }
     }
 
+    /// Waits for a slot reserved in the shared budget, if a rate is in force; returns false
+    /// when the local spacing is to decide instead (no rate, or the database did not answer).
+    private func acquireShared(_ mchID: String, from shared: any MerchantCallSpacing) async -> Bool {
+        let now = clock.now
+        var (rate, askForSlowDown) = merchants.withLock { merchants in
+            Self.sharedRate(
+                &merchants[mchID, default: Merchant(now: now)], now: now, recoveryInterval: recoveryInterval,
+                unlimitedAbove: unlimitedAbove)
+        }
+        if askForSlowDown, let slowDown = try? await shared.slowDown(for: mchID) {
+            rate = adopt(slowDown, for: mchID)
+        }
+        guard let rate else { return false }
+        guard let slot = try? await shared.reserveCall(for: mchID, spacing: .seconds(Self.sharedHeadroom / rate)) else {
+            return false
+        }
+        if let slowDown = slot.slowDown { adopt(slowDown, for: mchID) }
+        if slot.wait > .zero { try? await clock.sleep(for: slot.wait) }
+        let calledAt = clock.now
+        merchants.withLock { merchants in
+            Self.count(&merchants[mchID, default: Merchant(now: calledAt)], now: calledAt)
+        }
+        return true
+    }
+
+    /// The rate in force for a shared reservation, and whether to ask the shared budget
+    /// for a slow-down first (a merchant without a rate, at most once a second).
+    private static func sharedRate(
+        _ merchant: inout Merchant, now: ContinuousClock.Instant, recoveryInterval: Duration, unlimitedAbove: Double
+    ) -> (Double?, Bool) {
+        recover(&merchant, now: now, recoveryInterval: recoveryInterval, unlimitedAbove: unlimitedAbove)
+        if let rate = merchant.rate { return (rate, false) }
+        if let last = merchant.lastSharedCheck, now - last < .seconds(1) { return (nil, false) }
+        merchant.lastSharedCheck = now
+        return (nil, true)
+    }
+
     /// Lets a call through (nil) or says how long to wait.
     private static func tryAcquire(
         _ merchant: inout Merchant, now: ContinuousClock.Instant, recoveryInterval: Duration, unlimitedAbove: Double
@@ -97,28 +154,65 @@ public final class MerchantRateLimiter: Sendable {
             guard now >= merchant.nextSlot else { return merchant.nextSlot - now }
             merchant.nextSlot = now + .nanoseconds(Int64(1_000_000_000 / rate))
         }
+        count(&merchant, now: now)
+        return nil
+    }
+
+    /// Counts a call let through in its one-second window.
+    private static func count(_ merchant: inout Merchant, now: ContinuousClock.Instant) {
         if now - merchant.windowStart >= .seconds(1) {
             merchant.callsLastWindow = now - merchant.windowStart >= .seconds(2) ? 0 : merchant.callsThisWindow
             merchant.callsThisWindow = 0
             merchant.windowStart = now
         }
         merchant.callsThisWindow += 1
-        return nil
     }
 
-    /// WeChat Pay said `mchID` calls too often: halve its rate.
-    public func throttled(_ mchID: String) {
+    /// WeChat Pay said `mchID` calls too often: halve its rate, and with a shared budget,
+    /// record the slow-down for the other daemons (or adopt theirs, if one came first).
+    public func throttled(_ mchID: String) async {
         let now = clock.now
-        merchants.withLock { merchants in
+        let slowedTo: Double? = merchants.withLock { merchants in
             var merchant = merchants[mchID, default: Merchant(now: now)]
             // Several calls in flight may all come back limited: one slow-down per second.
-            if let last = merchant.lastThrottle, now - last < .seconds(1) { return }
+            if let last = merchant.lastThrottle, now - last < .seconds(1) { return nil }
             let observed = Double(max(merchant.callsThisWindow, merchant.callsLastWindow))
             let base = merchant.rate ?? max(observed, 1)
             merchant.adaptive = max(0.1, base / 2)
             merchant.lastThrottle = now
             merchant.lastRecovery = now
             merchants[mchID] = merchant
+            return merchant.adaptive
+        }
+        guard let shared, let slowedTo, let standing = try? await shared.recordSlowDown(for: mchID, to: slowedTo) else {
+            return
+        }
+        adopt(standing, for: mchID, evenIfOlder: true)
+    }
+
+    /// Takes on a slow-down recorded in the shared budget, unless it is the one in force
+    /// here already, replaying the recoveries due since; returns the rate now in force.
+    @discardableResult
+    private func adopt(_ slowDown: SharedSlowDown, for mchID: String, evenIfOlder: Bool = false) -> Double? {
+        let now = clock.now
+        return merchants.withLock { merchants in
+            var merchant = merchants[mchID, default: Merchant(now: now)]
+            defer { merchants[mchID] = merchant }
+            let slowedAt = now - slowDown.age
+            // The same slow-down read back later differs by the database's answer times only.
+            if let last = merchant.lastThrottle, !evenIfOlder, slowedAt < last + .milliseconds(500) {
+                return merchant.rate
+            }
+            merchant.adaptive = slowDown.rate
+            merchant.lastThrottle = slowedAt
+            merchant.lastRecovery = slowedAt
+            while recoveryInterval > .zero, merchant.adaptive != nil, let last = merchant.lastRecovery,
+                now - last >= recoveryInterval
+            {
+                Self.recover(
+                    &merchant, now: last + recoveryInterval, recoveryInterval: recoveryInterval, unlimitedAbove: unlimitedAbove)
+            }
+            return merchant.rate
         }
     }
 

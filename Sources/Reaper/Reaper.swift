@@ -46,9 +46,10 @@ public struct Reaper: Service {
         self.logger = logger
         self.observer = observer
         self.maximumPause = maximumPause
-        // One clock for all: the breaker and the limiter default to the loop's own.
+        // One clock for all: the breaker and the limiter default to the loop's own; the
+        // limiter shares its budget with the other daemons on the table, where there can be any.
         self.breaker = breaker ?? OutageBreaker(clock: clock)
-        self.limiter = limiter ?? MerchantRateLimiter(clock: clock)
+        self.limiter = limiter ?? MerchantRateLimiter(clock: clock, shared: store.callSpacing)
         self.clock = clock
         self.writeBacks = WriteBackBatcher(store: store)
         self.metrics = metrics ?? ReaperMetrics(factory: NOOPMetricsHandler.instance)

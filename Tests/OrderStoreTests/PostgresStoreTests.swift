@@ -31,10 +31,70 @@ import Testing
         let harness = try await PostgresHarness.make()
         defer { Task { await harness.remove() } }
         let tables = try await harness.database.integers(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'close_attempts', 'schema_migrations')"
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'close_attempts', 'schema_migrations', 'merchant_call_spacing')"
         )
-        #expect(tables == [3])
+        #expect(tables == [4])
         #expect(try await harness.table.migrate() == [], "migrating again applies nothing")
+    }
+
+    @Test func aStatementWithoutAnAnswerFailsAtItsDeadlineAndTheNextOneWorks() async throws {
+        let harness = try await PostgresHarness.make()
+        defer { Task { await harness.remove() } }
+        let table = try PostgresOrderTable(
+            address: harness.database.address, password: nil, logger: TestPostgresDatabase.quiet,
+            statementDeadline: .seconds(1))
+        defer { table.close() }
+        let now = Int64(Date().timeIntervalSince1970)
+        let policy = DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200)
+        let started = ContinuousClock.now
+        let message = try await harness.database.whileHolding("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE") {
+            do {
+                _ = try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
+                return "claimed under a lock"
+            } catch {
+                return (error as? StoreError)?.message ?? "\(error)"
+            }
+        }
+        #expect(ContinuousClock.now - started < .seconds(6), "the deadline, not the lock, ended the wait")
+        #expect(message.contains("no answer within 1.0 seconds"), "\(message)")
+        #expect(message.contains("a new connection succeeds"), "the server is reachable, so the wait is blamed: \(message)")
+        #expect(try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3).orders.isEmpty)
+    }
+
+    @Test func aServerThatCutsAndRefusesConnectionsIsNamedAndReconnectedTo() async throws {
+        let harness = try await PostgresHarness.make()
+        defer { Task { await harness.remove() } }
+        let table = try PostgresOrderTable(
+            address: harness.database.address, password: nil, logger: TestPostgresDatabase.quiet,
+            statementDeadline: .seconds(2))
+        defer { table.close() }
+        let now = Int64(Date().timeIntervalSince1970)
+        let policy = DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200)
+        #expect(try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3).orders.isEmpty)
+        try await harness.insert("COMEBACK", createdAt: now - 1200, expiresAt: now - 60, state: .pending)
+
+        try await harness.database.refuseConnections()
+        // The first statement may still meet the cut connection; the next needs a new one.
+        var messages: [String] = []
+        for _ in 0..<2 {
+            let started = ContinuousClock.now
+            do {
+                _ = try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
+                messages.append("claimed while refused")
+            } catch {
+                messages.append(error.message)
+            }
+            #expect(ContinuousClock.now - started < .seconds(10), "a poll fails within its deadline and a connection attempt")
+        }
+        #expect(
+            messages[0].contains("terminating connection due to administrator command")
+                || messages[0].contains("is not currently accepting connections"), "\(messages)")
+        #expect(messages[1].contains("is not currently accepting connections"), "the server's own words: \(messages)")
+        #expect(!messages.joined().contains("closeorderd-test-password"))
+
+        try await harness.database.acceptConnections()
+        let batch = try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
+        #expect(batch.orders.map { $0.outTradeNo } == ["COMEBACK"], "the pool connects again by itself")
     }
 
     @Test func aNULInAServersMessageIsStoredAsAReplacementCharacter() async throws {

@@ -88,7 +88,7 @@ import Testing
         let limiter = MerchantRateLimiter(clock: clock)
         limiter.configure([Self.merchant: halving.configured])
         for _ in 0..<halving.callsInTheLastSecond { await limiter.acquire(Self.merchant) }
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         #expect(limiter.currentRate(Self.merchant) == halving.halved, "never below 0.1 a second")
     }
 
@@ -96,13 +96,13 @@ import Testing
         let clock = ManualClock()
         let limiter = MerchantRateLimiter(clock: clock)
         limiter.configure([Self.merchant: 40])
-        for _ in 0..<5 { limiter.throttled(Self.merchant) }
+        for _ in 0..<5 { await limiter.throttled(Self.merchant) }
         #expect(limiter.currentRate(Self.merchant) == 20)
         clock.advance(by: .milliseconds(999))
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         #expect(limiter.currentRate(Self.merchant) == 20)
         clock.advance(by: .milliseconds(1))
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         #expect(limiter.currentRate(Self.merchant) == 10, "a second later, a new answer halves it again")
     }
 
@@ -110,7 +110,7 @@ import Testing
         let clock = ManualClock()
         let limiter = MerchantRateLimiter(clock: clock)
         limiter.configure([Self.merchant: 10])
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         let start = clock.now
         let passages = try await Self.passages(3, limiter: limiter, clock: clock, from: start)
         #expect(passages == [.zero, .milliseconds(200), .milliseconds(400)])
@@ -134,7 +134,7 @@ import Testing
         let limiter = MerchantRateLimiter(recoveryInterval: .seconds(10), unlimitedAbove: 50, clock: clock)
         limiter.configure([Self.merchant: recovery.configured])
         for _ in 0..<recovery.callsBeforeThrottle { await limiter.acquire(Self.merchant) }
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         // The rate changes only when a call asks for it, so a call is made just before each
         // interval ends and one as it ends (which may wait for its slot: the clock moves on).
         var intervalStart = clock.now
@@ -153,9 +153,9 @@ import Testing
         let clock = ManualClock()
         let limiter = MerchantRateLimiter(recoveryInterval: .seconds(10), clock: clock)
         limiter.configure([Self.merchant: 40])
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         clock.advance(by: .seconds(6))
-        limiter.throttled(Self.merchant)
+        await limiter.throttled(Self.merchant)
         #expect(limiter.currentRate(Self.merchant) == 10)
         clock.advance(by: .seconds(6))
         await limiter.acquire(Self.merchant)

@@ -17,7 +17,8 @@ public struct TestPostgresDatabase: Sendable {
         return url
     }
 
-    static let quiet = Logger(label: "closeorderd.test.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// A logger that drops everything, for tables under test.
+    public static let quiet = Logger(label: "closeorderd.test.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// The new database's name, e.g. `closeorderd_test_3f2a…`.
     public let name: String
@@ -53,6 +54,40 @@ public struct TestPostgresDatabase: Sendable {
             values.append(value)
         }
         return values
+    }
+
+    /// Runs `body` while the app holds `lock` (e.g. `LOCK TABLE orders`) in an open transaction.
+    public func whileHolding<T: Sendable>(_ lock: PostgresQuery, _ body: () async throws -> T) async throws -> T {
+        try await appClient.client.withTransaction(logger: Self.quiet) { connection in
+            try await connection.query(lock, logger: Self.quiet)
+            return try await body()
+        }
+    }
+
+    /// Plays a server that went away for closeorderd: its connections are cut and new ones
+    /// refused (the app's own connection stays), until `acceptConnections()`.
+    public func refuseConnections() async throws {
+        try await admin(
+            """
+            ALTER DATABASE \(unescaped: name) ALLOW_CONNECTIONS false
+            """)
+        try await admin(
+            """
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = \(name) AND application_name = 'closeorderd'
+            """)
+    }
+
+    /// Lets closeorderd connect again after `refuseConnections()`.
+    public func acceptConnections() async throws {
+        try await admin("ALTER DATABASE \(unescaped: name) ALLOW_CONNECTIONS true")
+    }
+
+    /// Runs `query` on the cluster's own database, as its superuser.
+    private func admin(_ query: PostgresQuery) async throws {
+        let admin = RunningClient(try PostgresAddress(url: try Self.clusterURL()))
+        defer { admin.close() }
+        try await admin.client.query(query, logger: Self.quiet)
     }
 
     /// Drops the database (closing whatever still uses it).

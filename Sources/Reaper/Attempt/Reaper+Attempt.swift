@@ -98,7 +98,7 @@ extension Reaper {
             (answer, exchange) = (.close(verdict), made)
         }
         let line = answer.historyLine
-        observe(line.symptom, mchID: call.merchant.mchID, usable: answer.isUsable)
+        await observe(line.symptom, mchID: call.merchant.mchID, usable: answer.isUsable)
         if exchange.sent {
             metrics.callMade(
                 api: call.merchant.credentials.api, call: line.call, outcome: line.outcome, errCode: line.errCode,
@@ -117,9 +117,9 @@ extension Reaper {
     }
 
     /// Feeds a call's result to the outage breaker and the rate limiter.
-    private func observe(_ symptom: FailureSymptom?, mchID: String, usable: Bool) {
+    private func observe(_ symptom: FailureSymptom?, mchID: String, usable: Bool) async {
         if symptom == .frequencyLimited {
-            limiter.throttled(mchID)
+            await limiter.throttled(mchID)
         }
         let outage = symptom?.isOutage == true
         guard outage || usable, breaker.record(outageFailure: outage) else { return }

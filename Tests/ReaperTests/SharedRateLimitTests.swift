@@ -1,0 +1,148 @@
+import Foundation
+import OrderStore
+import PostgresStore
+import Reaper
+import TestSupport
+import Testing
+
+/// A merchant's limit and its `FREQUENCY_LIMITED` slow-downs held across daemons that share
+/// one PostgreSQL table: each limiter here has a table (a connection pool) of its own, as
+/// each daemon does, on one database of the test cluster.
+@Suite(.serialized) struct SharedRateLimitTests {
+    static let merchant = "1900000109"
+
+    /// `count` limiters sharing one database's budget, and the database.
+    static func limiters(_ count: Int, limit: Double?) async throws -> (
+        [MerchantRateLimiter], [PostgresOrderTable], TestPostgresDatabase
+    ) {
+        let database = try await TestPostgresDatabase.make()
+        let tables = try (0..<count).map { _ in
+            try PostgresOrderTable(address: database.address, password: nil, logger: TestPostgresDatabase.quiet)
+        }
+        _ = try await tables[0].migrate()
+        let limiters = tables.map { MerchantRateLimiter(shared: $0) }
+        for limiter in limiters { limiter.configure([merchant: limit]) }
+        return (limiters, tables, database)
+    }
+
+    /// The most instants in any one-second window.
+    static func mostInAnySecond(_ instants: [ContinuousClock.Instant]) -> Int {
+        let sorted = instants.sorted()
+        var most = 0
+        var first = 0
+        for last in sorted.indices {
+            while sorted[last] - sorted[first] >= .seconds(1) { first += 1 }
+            most = max(most, last - first + 1)
+        }
+        return most
+    }
+
+    @Test func twoDaemonsTogetherKeepTheMerchantsLimitInEverySecond() async throws {
+        let (limiters, tables, database) = try await Self.limiters(2, limit: 20)
+        defer {
+            Task {
+                tables.forEach { $0.close() }
+                await database.remove()
+            }
+        }
+        let instants = await withTaskGroup(of: [ContinuousClock.Instant].self) { group in
+            for limiter in limiters {
+                for _ in 0..<4 {
+                    group.addTask {
+                        var calls: [ContinuousClock.Instant] = []
+                        for _ in 0..<6 {
+                            await limiter.acquire(Self.merchant)
+                            calls.append(.now)
+                        }
+                        return calls
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0 += $1 }.sorted()
+        }
+        #expect(instants.count == 48)
+        #expect(Self.mostInAnySecond(instants) <= 20, "at most the limit in any second, across both")
+        // Alone, each would have let its 24 through in 1.2 s: together 48 take 47 slots.
+        let span = try #require(instants.last) - instants[0]
+        #expect(span >= .seconds(47 * MerchantRateLimiter.sharedHeadroom / 20) - .milliseconds(100), "\(span)")
+        #expect(span < .seconds(47 * MerchantRateLimiter.sharedHeadroom / 20) + .seconds(1.5), "\(span): kept close to the limit")
+    }
+
+    @Test func aSlowDownOneDaemonMeetsSlowsTheOtherOnItsNextCall() async throws {
+        let (limiters, tables, database) = try await Self.limiters(2, limit: 20)
+        defer {
+            Task {
+                tables.forEach { $0.close() }
+                await database.remove()
+            }
+        }
+        await limiters[0].acquire(Self.merchant)
+        await limiters[0].throttled(Self.merchant)
+        #expect(limiters[0].currentRate(Self.merchant) == 10)
+        await limiters[1].acquire(Self.merchant)
+        #expect(limiters[1].currentRate(Self.merchant) == 10, "adopted from the reservation")
+        // The other daemon's calls in flight come back limited too, within the second: the
+        // slow-down that stands is the first one, not a second halving.
+        await limiters[1].throttled(Self.merchant)
+        #expect(limiters[1].currentRate(Self.merchant) == 10)
+    }
+
+    @Test func aMerchantWithoutALimitLearnsAnotherDaemonsSlowDownWithinASecond() async throws {
+        let (limiters, tables, database) = try await Self.limiters(2, limit: nil)
+        defer {
+            Task {
+                tables.forEach { $0.close() }
+                await database.remove()
+            }
+        }
+        for _ in 0..<6 { await limiters[0].acquire(Self.merchant) }
+        await limiters[0].throttled(Self.merchant)
+        #expect(limiters[0].currentRate(Self.merchant) == 3, "half the 6 calls of the last second")
+        #expect(limiters[1].currentRate(Self.merchant) == nil)
+        await limiters[1].acquire(Self.merchant)
+        #expect(limiters[1].currentRate(Self.merchant) == 3)
+    }
+
+    @Test func aSlowDownRecordedEarlierIsTakenOnWithTheRecoveriesDueSince() async throws {
+        let (limiters, tables, database) = try await Self.limiters(2, limit: 100)
+        defer {
+            Task {
+                tables.forEach { $0.close() }
+                await database.remove()
+            }
+        }
+        await limiters[0].acquire(Self.merchant)
+        await limiters[0].throttled(Self.merchant)
+        // As if it happened 15 s ago: one recovery interval (10 s) has passed since.
+        try await database.app("UPDATE merchant_call_spacing SET slowed_at = now() - interval '15 seconds'")
+        await limiters[1].acquire(Self.merchant)
+        #expect(limiters[1].currentRate(Self.merchant) == 50 * 1.5)
+        // 25 s: a second step would pass the limit, so the slow-down is over.
+        let third = MerchantRateLimiter(shared: tables[1])
+        third.configure([Self.merchant: 100])
+        try await database.app("UPDATE merchant_call_spacing SET slowed_at = now() - interval '25 seconds'")
+        await third.acquire(Self.merchant)
+        #expect(third.currentRate(Self.merchant) == 100)
+    }
+
+    @Test func reservationsAreSpacedByTheServersClock() async throws {
+        let (_, tables, database) = try await Self.limiters(2, limit: nil)
+        defer {
+            Task {
+                tables.forEach { $0.close() }
+                await database.remove()
+            }
+        }
+        var waits: [Duration] = []
+        for table in tables + tables {
+            waits.append(try await table.reserveCall(for: Self.merchant, spacing: .seconds(10)).wait)
+        }
+        #expect(waits[0] == .zero, "the first slot is now")
+        for (index, wait) in waits.enumerated().dropFirst() {
+            let expected = Duration.seconds(10 * index)
+            #expect(wait <= expected && wait > expected - .seconds(1), "slot \(index): \(wait)")
+        }
+        #expect(try await tables[1].slowDown(for: Self.merchant) == nil)
+        #expect(try await tables[0].slowDown(for: "1900000999") == nil, "an unknown merchant")
+    }
+}
