@@ -686,7 +686,9 @@ class HostsWorld(World):
             f.write(PG_PASSWORD + "\n")
         os.chmod(self.password_file, 0o600)
         self.simulator_host = ADDRESSES[DB_HOST]
-        self.simulator_wrapper = netns_exec(DB_HOST)
+        # It stands in for WeChat Pay's own machines: on a loaded host, a starved simulator would stamp
+        # calls late and bunched in its call log, and the one-second windows would measure the host.
+        self.simulator_wrapper = [*netns_exec(DB_HOST), "nice", "-n", "-10"]
         self.pg_port = None
         self.daemons = {}
 
@@ -935,13 +937,20 @@ def hosts_scenarios(world, limit, seconds):
     def leases():
         return {tuple(row) for row in world.sql("SELECT id, lease_token FROM orders WHERE state = 'closing'")}
 
-    def until_taken_over(held, since, what):
+    def until_taken_over(held, since, host, what):
         """Waits past the lease until no row is still closing under a lease held at `since` (the other
-        daemons took over what the lost one held: they reach expired leases behind older due orders)."""
+        daemons took over what the lost one held: they reach expired leases behind older due orders).
+        Rows still held 45 s past the lease are stuck: named, with the lost host's sessions."""
         try:
-            world.wait_until(what, lambda: time.time() > since + lease + 1 and not held & leases(), timeout=120)
-        except RuntimeError as error:
-            print(f"  {error}", flush=True)
+            world.wait_until(what, lambda: time.time() > since + lease + 1 and not held & leases(),
+                             timeout=lease + 45)
+        except RuntimeError:
+            stuck = held & leases()
+            sessions = world.sql("SELECT state, count(*) FROM pg_stat_activity "
+                                 f"WHERE client_addr = '{ADDRESSES[host]}' GROUP BY state")
+            counts["stuck closing"] += len(stuck)
+            print(f"  {len(stuck)} rows still closing under {host}'s leases {lease + 45} s after they were taken; "
+                  f"its sessions: {', '.join(f'{n} {state}' for state, n in sessions)}", flush=True)
         return time.time() - since
 
     def eventually(what, condition, timeout):
@@ -961,7 +970,7 @@ def hosts_scenarios(world, limit, seconds):
     counts["stalls"] += 1
     time.sleep(2)
     kill("host1")
-    stall_seconds = until_taken_over(held, stopped, "the others take over what the stalled daemon held")
+    stall_seconds = until_taken_over(held, stopped, "host2", "the others take over what the stalled daemon held")
     stalled_since = world.log_size("host2")
     world.daemons["host2"].send_signal(signal.SIGCONT)
     eventually("the stalled daemon's write-backs come back fenced", lambda: fenced_in("host2", stalled_since), 30)
@@ -972,7 +981,7 @@ def hosts_scenarios(world, limit, seconds):
     cut, held = time.time(), leases()
     world.simulator_request("POST", "/_sim/release")
     counts["cuts"] += 1
-    cut_seconds = until_taken_over(held, cut, "the others take over what the cut-off daemon held")
+    cut_seconds = until_taken_over(held, cut, "host3", "the others take over what the cut-off daemon held")
     cut_since = world.log_size("host3")
     ip("-n", SWITCH, "link", "set", "host3", "up")
     eventually("the cut-off daemon's write-backs come back fenced", lambda: fenced_in("host3", cut_since), 60)
@@ -1011,6 +1020,7 @@ def hosts_scenarios(world, limit, seconds):
     busiest, busiest_at = busiest_second(calls)
     final_at = final_recorded_at(history)
     late = sorted({n for t, _, n in calls if final_at.get(n) and t > final_at[n] + 1})
+    busiest_on_time = busiest_second([c for c in calls if not (final_at.get(c[2]) and c[0] > final_at[c[2]] + 1)])[0]
     log = world.log_text()
     secrets = world.secrets_found() + [name for name, secret in [("merchant key", KEY), ("database password", PG_PASSWORD)]
                                        if secret in log]
@@ -1018,7 +1028,9 @@ def hosts_scenarios(world, limit, seconds):
     finished = [n for n, row in rows.items() if row[1] in ("closed", "paid", "failed")]
     broken = [name for name, failed in [
         ("app insert errors", app.errors), ("orders lost", result["lost"] or not_as_told),
-        ("orders left closing", result["closing"]), ("paid orders recorded closed", result["paid_marked_closed"]),
+        ("orders left closing", result["closing"]),
+        ("orders held closing long past their lease (no daemon could take them over)", counts["stuck closing"]),
+        ("paid orders recorded closed", result["paid_marked_closed"]),
         ("orders sent before due", result["sent_early"]), ("database and WeChat disagree", disagree),
         ("write-backs applied after an order was final", stale_applied),
         ("two calls for one order at once", overlapping or stats.get("max_concurrent_calls_per_order", 0) > 1),
@@ -1043,6 +1055,7 @@ def hosts_scenarios(world, limit, seconds):
         ["write-backs applied after an order was final (must be 0)", len(stale_applied)],
         ["orders lost or not closed/paid as told (must be 0)", len(set(result["lost"]) | set(not_as_told))],
         ["orders left closing (must be 0)", len(result["closing"])],
+        ["orders still closing 45 s past a lost daemon's lease (must be 0)", counts["stuck closing"]],
         ["paid orders recorded closed (must be 0)", len(result["paid_marked_closed"])],
         ["orders sent before due (must be 0)", len(result["sent_early"])],
         ["rows that disagree with WeChat's trade state (must be 0)", len(disagree)],
@@ -1051,6 +1064,7 @@ def hosts_scenarios(world, limit, seconds):
         [f"max calls in any 1 s window (must be <= {limit})",
          f"{busiest} (from {time.strftime('%H:%M:%S', time.localtime(busiest_at)) if busiest_at else '-'})"],
         ["calls arriving > 1 s after the order was recorded final", len(late)],
+        ["  max calls in any 1 s window without those", busiest_on_time],
         ["close calls per finished order", distribution(result["close_calls"], finished)],
         ["final states", json.dumps(result["states"], sort_keys=True)],
         ["exit status on SIGTERM (daemons, simulator)", f"{sorted(set(statuses.values()))}, {simulator_status}"],
