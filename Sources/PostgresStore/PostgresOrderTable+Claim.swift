@@ -65,8 +65,7 @@ extension PostgresOrderTable {
         WITH due AS (
             SELECT id, state AS previous_state FROM orders
              WHERE \(PostgresSQL.due(now: "to_timestamp($1)", ageCutoff: "to_timestamp($2)", deadlineCutoff: "to_timestamp($3)"))
-             ORDER BY CASE WHEN state = 'closing' THEN lease_expires_at
-                           ELSE \(PostgresSQL.dueAt(minAge: "$4", timeout: "$5")) END
+             ORDER BY \(PostgresSQL.dueAt(minAge: "$4", timeout: "$5"))
              LIMIT $6
              FOR UPDATE SKIP LOCKED)
         UPDATE orders o

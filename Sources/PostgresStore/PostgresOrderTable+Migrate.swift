@@ -13,7 +13,7 @@ extension PostgresOrderTable {
     /// Creates or upgrades the schema under the advisory lock, in one transaction; refuses a
     /// database migrated by a newer closeorderd. Returns the versions applied.
     public func migrate() async throws(StoreError) -> [Int] {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
                 try await connection.query(
@@ -57,7 +57,7 @@ extension PostgresOrderTable {
     /// Fails unless the schema exists and this build knows its version: for `query` and
     /// `retry`, which never migrate.
     public func checkSchema() async throws(StoreError) {
-        let newest: Int? = try await run(bounded: false) { [self] in
+        let newest: Int? = try await run(within: nil) { [self] in
             let exists = try await client.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
             for try await present in exists.decode(Bool.self) where !present { return nil }
             for try await version in try await client.query(

@@ -26,14 +26,18 @@ extension PostgresOrderTable {
         return DueBacklog(count: 0, oldestDueSeconds: nil)
     }
 
-    /// The due backlog, counting at most `DueBacklog.countedAtMost` rows, from the partial indexes.
+    /// The due backlog, counting at most `DueBacklog.countedAtMost` rows, from the partial
+    /// indexes. A scrape waits for it: it gives up after 2 s, so that a scrape of a daemon
+    /// whose server is away still answers within Prometheus's timeout.
     public func dueBacklog(now: Int64, policy: DuePolicy) async throws(StoreError) -> DueBacklog {
-        try await run { [self] in try await dueBacklog(now: now, policy: policy, countingAtMost: DueBacklog.countedAtMost) }
+        try await run(within: .seconds(2)) { [self] in
+            try await dueBacklog(now: now, policy: policy, countingAtMost: DueBacklog.countedAtMost)
+        }
     }
 
     /// Counts by state and failed err_code, and the whole due backlog.
     public func summary(now: Int64, policy: DuePolicy) async throws(StoreError) -> StoreSummary {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             var counts = Dictionary(uniqueKeysWithValues: OrderState.allCases.map { ($0.rawValue, 0) })
             for try await (state, count) in try await client.query(
                 "SELECT state, count(*) FROM orders GROUP BY state", logger: logger
@@ -56,7 +60,7 @@ extension PostgresOrderTable {
     /// History lines finished in `since...until`, by call, outcome and err_code, and how late
     /// the orders closed in it were (`close_attempts_by_finish` bounds the read to the window).
     public func activity(since: Int64, until: Int64, policy: DuePolicy) async throws(StoreError) -> RecentActivity {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             var outcomes: [String: [String: Int]] = [:]
             for try await (call, outcome, count) in try await client.query(
                 """
@@ -125,7 +129,7 @@ extension PostgresOrderTable {
 
     /// The most recently updated orders in `state`.
     public func orders(inState state: OrderState, limit: Int) async throws(StoreError) -> [OrderRecord] {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             try await orderRecords(
                 PostgresQuery(
                     "SELECT \(Self.orderColumns) FROM orders WHERE state = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
@@ -135,7 +139,7 @@ extension PostgresOrderTable {
 
     /// Every order with this number, oldest first.
     public func orders(outTradeNo: String) async throws(StoreError) -> [OrderRecord] {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             try await orderRecords(
                 PostgresQuery(
                     "SELECT \(Self.orderColumns) FROM orders WHERE out_trade_no = $1 ORDER BY id", binding: [outTradeNo]))
@@ -144,7 +148,7 @@ extension PostgresOrderTable {
 
     /// An order's history, oldest first.
     public func attempts(orderID: Int64) async throws(StoreError) -> [AttemptHistoryRecord] {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             var lines: [AttemptHistoryRecord] = []
             let rows = try await client.query(
                 PostgresQuery(
@@ -171,7 +175,7 @@ extension PostgresOrderTable {
     /// SKIP LOCKED` with the claim's WHERE), for the README and the plan test.
     public func pollPlan(now: Int64, policy: DuePolicy) async throws(StoreError) -> [String] {
         let bounds = DueBounds(now: now, policy: policy)
-        return try await run(bounded: false) { [self] in
+        return try await run(within: nil) { [self] in
             let query = PostgresQuery(
                 """
                 EXPLAIN SELECT id FROM orders

@@ -99,7 +99,7 @@ extension PostgresOrderTable {
     /// history gains a `requeued` line. (The schema refuses implausible times on PostgreSQL,
     /// so none is left behind for them.)
     public func requeueFailed(_ selection: RequeueSelection, now: Int64) async throws(StoreError) -> RequeueResult {
-        try await run(bounded: false) { [self] in
+        try await run(within: nil) { [self] in
             let rows = try await client.query(
                 """
                 WITH selected AS (

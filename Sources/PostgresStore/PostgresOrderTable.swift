@@ -60,7 +60,13 @@ public final class PostgresOrderTable: OrderTable, Sendable {
         configuration.options.maximumConnections = Self.maximumConnections
         configuration.options.connectTimeout = .seconds(5)
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(15))
-        configuration.options.additionalStartupParameters = [("application_name", "closeorderd")]
+        // A daemon paused or cut off inside a transaction (SIGSTOP, a lost link) would keep its
+        // rows locked, and the others' `SKIP LOCKED` claims would pass over them past their
+        // lease: the server ends such a session after 5 s. The daemon's transactions hold no
+        // call to WeChat Pay, only statements, so a healthy one is never idle that long.
+        configuration.options.additionalStartupParameters = [
+            ("application_name", "closeorderd"), ("idle_in_transaction_session_timeout", "5s"),
+        ]
         let client = PostgresClient(
             configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, backgroundLogger: logger)
         self.client = client
@@ -94,16 +100,19 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     /// There is no file to be replaced under a server's table.
     public func verifyStillOurs() throws(StoreError) {}
 
-    /// Runs `operation`, waiting at most `statementDeadline` unless `bounded` is false (for
-    /// migrations and the operator's commands, which take as long as they take), and turns
-    /// any error into a `StoreError` that names the address (never the password) and says
+    /// Runs `operation`, waiting at most `statementDeadline`, and turns any error into a `StoreError` that names the address (never the password) and says
     /// what the server or the network said.
+    func run<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws(StoreError) -> T {
+        try await run(within: statementDeadline, operation)
+    }
+
+    /// Runs `operation` as `run(_:)` does, waiting at most `limit` (nil: as long as it takes).
     func run<T: Sendable>(
-        bounded: Bool = true, _ operation: @escaping @Sendable () async throws -> T
+        within limit: Duration?, _ operation: @escaping @Sendable () async throws -> T
     ) async throws(StoreError) -> T {
         do {
-            guard bounded else { return try await operation() }
-            return try await withDeadline(statementDeadline, operation)
+            guard let limit else { return try await operation() }
+            return try await withDeadline(limit, operation)
         } catch let error as StoreError {
             throw error
         } catch let error as DeadlinePassed {
@@ -141,7 +150,7 @@ public final class PostgresOrderTable: OrderTable, Sendable {
                     host: address.host ?? "localhost", port: address.port, username: address.user, password: password,
                     database: address.database, tls: tls)
             }
-            configuration.options.connectTimeout = .seconds(5)
+            configuration.options.connectTimeout = .seconds(3)
             let connection = try await PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0, logger: logger
             ).get()
@@ -186,7 +195,8 @@ public final class PostgresOrderTable: OrderTable, Sendable {
             if let failure = (error.underlying as? NIOConnectionError)?.connectionErrors.first {
                 return "cannot connect to \(failure.target): \(failure.error)"
             }
-            let underlying = error.underlying.map { ": \($0)" } ?? ""
+            // The connection was cut: the underlying error is often the server's own word why.
+            let underlying = error.underlying.map { ": \(describe($0))" } ?? ""
             return "cannot reach the server (\(error.code))\(underlying)"
         case .sslUnsupported:
             return "the server does not offer TLS, and sslmode requires it"

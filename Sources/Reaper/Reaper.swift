@@ -49,7 +49,7 @@ public struct Reaper: Service {
         // One clock for all: the breaker and the limiter default to the loop's own; the
         // limiter shares its budget with the other daemons on the table, where there can be any.
         self.breaker = breaker ?? OutageBreaker(clock: clock)
-        self.limiter = limiter ?? MerchantRateLimiter(clock: clock, shared: store.callSpacing)
+        self.limiter = limiter ?? MerchantRateLimiter(clock: clock, shared: store.callSpacing, logger: logger)
         self.clock = clock
         self.writeBacks = WriteBackBatcher(store: store)
         self.metrics = metrics ?? ReaperMetrics(factory: NOOPMetricsHandler.instance)
@@ -78,8 +78,11 @@ public struct Reaper: Service {
     }
 
     /// Writes one record back, retrying while the database refuses (disk full, lock held
-    /// past the busy timeout). If it never succeeds, the row's lease expires and the order
-    /// is claimed again: nothing is lost.
+    /// past the busy timeout, the server restarting or out of reach): at least five times,
+    /// and for as long as the order's lease lasts, backing off from 1 s to 5 s between tries,
+    /// so that a call made just before the database went away is recorded once it is back.
+    /// If it never succeeds, the row's lease expires and the order is claimed again (asked
+    /// about first): nothing is lost.
     func write(_ record: AttemptRecord, order: ClaimedOrder) async {
         var metadata: Logger.Metadata = [
             "out_trade_no": "\(order.outTradeNo)", "mch_id": "\(order.mchID)",
@@ -92,26 +95,38 @@ public struct Reaper: Service {
             metadata["latency_ms"] = "\(record.calls.compactMap(\.latencyMilliseconds).reduce(0, +))"
         }
         if let host = record.calls.last?.host, host != live.client.hosts.primary { metadata["host"] = "\(host)" }
-        for attempt in 1...5 {
+        var pause = Duration.seconds(1)
+        for attempt in 1... {
             switch await writeBacks.write(record) {
             case .success(.superseded(let current)):
                 metadata["row_state"] = "\(current?.rawValue ?? "deleted")"
-                logger.warning("row changed while its close was in flight; left as the app set it", metadata: metadata)
+                logger.warning(
+                    "row changed while its close was in flight (by the app, or by another daemon after the lease expired); left as it is",
+                    metadata: metadata)
                 return
             case .success(.applied):
                 finished(record.newState, latenessSeconds: order.dueAt.map { record.finishedAt - $0 })
                 let level: Logger.Level =
                     record.newState == .failed ? .error : (record.newState == .pending ? .warning : .info)
                 logger.log(level: level, "\(record.message)", metadata: metadata)
+                if attempt > 1 { logger.info("outcome recorded after \(attempt) tries", metadata: metadata) }
                 return
             case .failure(let error):
                 metrics.databaseFailed(.record)
+                let leaseLeft = order.leaseExpiresAt - clock.secondsSince1970
+                guard attempt < 5 || leaseLeft > 0 else {
+                    logger.error(
+                        "outcome not recorded after \(attempt) tries; the order will be claimed again now that its lease expired",
+                        metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                    return
+                }
                 logger.error(
-                    "cannot record the outcome (try \(attempt) of 5)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
-                try? await clock.sleep(for: .seconds(1))
+                    "cannot record the outcome (try \(attempt)); retrying while the lease lasts (\(max(0, leaseLeft)) s left)",
+                    metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                try? await clock.sleep(for: pause)
+                pause = min(pause * 2, .seconds(5))
             }
         }
-        logger.error("outcome not recorded; the order will be claimed again when its lease expires", metadata: metadata)
     }
 
     /// Counts a recorded outcome: for systemd's status line and for Prometheus.

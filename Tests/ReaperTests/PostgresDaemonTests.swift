@@ -7,57 +7,7 @@ import Testing
 /// The real binary on a PostgreSQL order table of the test cluster: several daemons sharing
 /// it, one killed mid-call, migrations racing, and the operator's commands.
 @Suite(.serialized) struct PostgresDaemonTests {
-    /// An operator's setup whose `database:` is a fresh PostgreSQL database, the password in
-    /// a file of mode 600 (not in the URL).
-    struct Setup {
-        let operatorSetup: OperatorSetup
-        let database: TestPostgresDatabase
-        /// The URL in the configuration: no password.
-        let url: String
-
-        static func make(behaviour: SimulatorBehaviour = SimulatorBehaviour(), extraReaper: String = "") async throws
-            -> Setup
-        {
-            let operatorSetup = try await OperatorSetup.make(behaviour: behaviour, extraReaper: extraReaper)
-            let database = try await TestPostgresDatabase.make()
-            let address = database.address
-            let url =
-                "postgresql://\(address.user)@\(address.host ?? "127.0.0.1"):\(address.port)/\(database.name)?sslmode=disable"
-            let passwordFile = try operatorSetup.database.directory.write("postgres.password", (address.password ?? "") + "\n")
-            let config = try String(contentsOfFile: operatorSetup.configFile, encoding: .utf8)
-                .replacingOccurrences(
-                    of: "database: \(operatorSetup.database.path)",
-                    with: "database: \(url)\ndatabase_password_file: \(passwordFile)")
-            try config.write(toFile: operatorSetup.configFile, atomically: true, encoding: .utf8)
-            let migrated = try await operatorSetup.run(["migrate", "--config", operatorSetup.configFile])
-            #expect(migrated.status == 0, "\(migrated.stderr)")
-            return Setup(operatorSetup: operatorSetup, database: database, url: url)
-        }
-
-        var simulator: SimulatedWeChatPay { operatorSetup.simulator.simulator }
-
-        func daemon(_ arguments: [String] = []) throws -> DaemonProcess { try operatorSetup.daemon(arguments) }
-
-        /// `count` due orders, as the app inserts them: created 15 minutes ago, past their deadline.
-        func insertDue(_ count: Int, prefix: String) async throws {
-            try await database.app(
-                """
-                INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at)
-                SELECT \(Fixtures.mchID), \(Fixtures.appid), \(prefix) || (10000 + n)::text,
-                       now() - interval '15 minutes', now() - interval '1 second'
-                  FROM generate_series(1, \(Int64(count))) AS n
-                """)
-        }
-
-        func count(_ state: String) async throws -> Int {
-            Int(try await database.integers("SELECT count(*) FROM orders WHERE state = \(state)").first ?? -1)
-        }
-
-        func tearDown() async {
-            await operatorSetup.tearDown()
-            await database.remove()
-        }
-    }
+    typealias Setup = PostgresOperatorSetup
 
     @Test func threeDaemonsShareOneTableAndNeverCallForOneOrderAtOnce() async throws {
         let setup = try await Setup.make(behaviour: SimulatorBehaviour(latencyMilliseconds: 30))
@@ -88,12 +38,41 @@ import Testing
         #expect(one.stdout.contains("closeorder") && one.stdout.contains("closed"), "\(one.stdout)")
     }
 
+    @Test func threeDaemonsTogetherKeepTheMerchantsLimitInEverySecond() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        try setup.editConfiguration(replacing: "key_file:", with: "max_requests_per_second: 10\n    key_file:")
+        try await setup.insertDue(36, prefix: "LIMITED")
+        let daemons = try (0..<3).map { _ in try setup.daemon() }
+        try await DaemonProcess.waitUntil(timeout: 60, "every order is closed") { try await setup.count("closed") == 36 }
+        for daemon in daemons { daemon.signal(SIGTERM) }
+        for daemon in daemons { #expect(try await daemon.waitForExit(timeout: 20) == 0) }
+
+        let times = setup.simulator.stats.callTimes.sorted()
+        #expect(times.count == 36)
+        var most = 0
+        for (index, time) in times.enumerated() {
+            most = max(most, times[index...].prefix { $0 - time < 1 }.count)
+        }
+        #expect(
+            most <= 10,
+            "the simulator saw at most the merchant's limit in any second, from all three together: \(zip(times.dropFirst(), times).map { Int(($0 - $1) * 1000) }) ms apart"
+        )
+        let span = (times.last ?? 0) - (times.first ?? 0)
+        #expect(span >= 35 * 1.1 / 10 - 0.1, "36 calls took 35 shared slots: \(span) s")
+        for daemon in daemons {
+            #expect(
+                !daemon.stderr.contains("cannot reserve the call"),
+                "\(daemon.stderr.split(separator: "\n").filter { $0.contains("cannot reserve") }.prefix(2))")
+        }
+        let worked = daemons.filter { $0.stderr.contains("out_trade_no=LIMITED") }.count
+        #expect(worked >= 2, "the orders were shared out, and the limit with them (\(worked) daemons worked)")
+    }
+
     @Test func aKilledDaemonsOrdersAreTakenOverOnceTheirLeaseExpires() async throws {
         let setup = try await Setup.make()
         defer { Task { await setup.tearDown() } }
-        let config = try String(contentsOfFile: setup.operatorSetup.configFile, encoding: .utf8)
-            .replacingOccurrences(of: "lease_seconds: 30", with: "lease_seconds: 4")
-        try config.write(toFile: setup.operatorSetup.configFile, atomically: true, encoding: .utf8)
+        try setup.editConfiguration(replacing: "lease_seconds: 30", with: "lease_seconds: 4")
         // The first daemon's calls never come back: it is killed with its orders `closing`.
         setup.simulator.holdAnswers()
         try await setup.insertDue(5, prefix: "KILLED")
@@ -131,7 +110,7 @@ import Testing
         }
         #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
         #expect(results.filter { $0.stdout.contains("applied migrations 1") }.count == 1, "\(results.map(\.stdout))")
-        #expect(try await fresh.integers("SELECT count(*) FROM schema_migrations") == [1])
+        #expect(try await fresh.integers("SELECT count(*) FROM schema_migrations") == [2])
         #expect(!results.contains { $0.stdout.contains("closeorderd-test-password") }, "output shows no password")
     }
 
