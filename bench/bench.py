@@ -182,10 +182,12 @@ def ceiling(seconds=10, *simulator_flags, connections=64):
     script = os.path.join(world.dir, "closeorder.lua")
     with open(script, "w") as f:
         f.write(WRK_SCRIPT % body)
-    output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
-                             f"http://127.0.0.1:{world.port}/pay/closeorder"], capture_output=True, text=True).stdout
-    world.close()
-    shutil.rmtree(world.dir, ignore_errors=True)
+    try:
+        output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
+                                 f"http://127.0.0.1:{world.port}/pay/closeorder"], capture_output=True, text=True).stdout
+    finally:
+        world.close()
+        shutil.rmtree(world.dir, ignore_errors=True)
     rate = float(re.search(r"Requests/sec:\s*([\d.]+)", output).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"requests_per_second": rate, "non_2xx": int(non2xx.group(1)) if non2xx else 0, "seconds": seconds,

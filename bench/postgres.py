@@ -53,6 +53,22 @@ import json
 CLUSTER_SCRIPT = os.path.join(bench.ROOT, "scripts", "postgres-cluster")
 LATENCY_MS = 50
 APP_RATE = 1000
+# Simulators (in their Worlds) and daemons to end if the run is cut short (SIGTERM, Ctrl-C, an error).
+LEFT_RUNNING = []
+
+
+def end_left_running():
+    for item in reversed(LEFT_RUNNING):
+        if isinstance(item, World):
+            item.close()
+            shutil.rmtree(item.dir, ignore_errors=True)
+        elif isinstance(item, threading.Thread):
+            item.running = False
+            item.join(timeout=10)
+        elif item.poll() is None:
+            item.kill()
+            item.wait()
+    LEFT_RUNNING.clear()
 
 
 # --- the cluster -------------------------------------------------------------------------
@@ -200,6 +216,7 @@ def daemons_on_one_table(cluster, daemons, concurrency, seconds, round_):
     database = f"scale{daemons}_{round_}"
     cluster.create(database)
     world = PgWorld(database, cluster, database)
+    LEFT_RUNNING.append(world)
     world.start_simulator("--latency-ms", str(LATENCY_MS))
     world.write_config(concurrency=concurrency, batch_size=max(256, concurrency), lease_seconds=120, timeout_seconds=10)
     cluster.psql(database, f"""
@@ -208,6 +225,7 @@ def daemons_on_one_table(cluster, daemons, concurrency, seconds, round_):
           FROM generate_series(1, {orders}) AS n;
         VACUUM ANALYZE orders;""")
     app = PgInserter(cluster, database, APP_RATE)
+    LEFT_RUNNING.append(app)
     app.start()
     time.sleep(1)
     # The server's CPU for the app's inserts alone, to tell it from the closes' share.
@@ -224,6 +242,7 @@ def daemons_on_one_table(cluster, daemons, concurrency, seconds, round_):
         world.logs.append(log.name)
         processes.append(subprocess.Popen([bench.reliability.BINARY, "run", "--config", world.config, "--once"],
                                           stdout=log, stderr=log))
+        LEFT_RUNNING.append(processes[-1])
     daemon_cpu, statuses = 0.0, []
     for process in processes:
         _, status, usage = os.wait4(process.pid, 0)
@@ -280,6 +299,7 @@ def captured_claim(cluster, database):
     """The claim statement and its parameters as a daemon sends them: from the server's log
     while one `run --once` polls (with `log_statement = all` on that database only)."""
     world = PgWorld("poll-capture", cluster, database)
+    LEFT_RUNNING.append(world)
     world.start_simulator()
     world.write_config(concurrency=16, batch_size=256, lease_seconds=120, timeout_seconds=10)
     cluster.psql("postgres", f"ALTER DATABASE {database} SET log_statement = 'all';")
@@ -418,6 +438,7 @@ def main():
         step(f"2. the idle poll over {100_000 if QUICK else 1_000_000:,} finished rows")
         results["poll"] = idle_poll(cluster, 100_000 if QUICK else 1_000_000)
     finally:
+        end_left_running()
         cluster.stop()
     report(results)
     os.makedirs(RESULTS, exist_ok=True)
