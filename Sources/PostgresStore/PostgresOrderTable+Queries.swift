@@ -187,4 +187,12 @@ extension PostgresOrderTable {
             return lines
         }
     }
+
+    /// Runs one statement as the merchant's app would (`closeorderd demo` inserts its
+    /// orders with it).
+    public func execute(_ statement: String) async throws(StoreError) {
+        try await run(within: nil) { [self] in
+            try await client.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        }
+    }
 }

@@ -3,6 +3,7 @@ import ConfigurationFile
 import Foundation
 import Logging
 import OrderStore
+import PostgresStore
 import Reaper
 import Simulator
 import WeChatPay
@@ -13,8 +14,19 @@ struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The whole job offline: a simulator, a throwaway database, a dozen orders, the reaper, the result.",
-        discussion: "Nothing leaves this machine; the database is left in a temporary folder to inspect with `query`."
+        discussion: """
+            Nothing leaves this machine; the database is left in a temporary folder to inspect with `query`. \
+            With --database, the demo runs on a PostgreSQL database you point it at instead, which must hold no \
+            orders (it closes whatever is due there, against its own simulator).
+            """
     )
+
+    @Option(
+        help: ArgumentHelp(
+            "An empty PostgreSQL database to run on instead of a throwaway SQLite file.",
+            discussion: "postgresql://USER@HOST/DBNAME?sslmode=…; the password from the URL or $PGPASSWORD.",
+            valueName: "url"))
+    var database: String?
 
     /// One order of the demo and what should become of it.
     struct DemoOrder {
@@ -22,7 +34,19 @@ struct DemoCommand: AsyncParsableCommand {
         let mchID: String
         let story: String
         let columns: String
+        /// The values, with times as `unixepoch()` plus or minus seconds.
         let values: String
+
+        /// The app's INSERT, in SQLite's or PostgreSQL's idiom (`timestamptz`: `now()`
+        /// and intervals).
+        func insert(onPostgreSQL: Bool) -> String {
+            var values = values
+            if onPostgreSQL {
+                values = values.replacing(/unixepoch\(\) ([-+]) (\d+)/) { "now() \($0.1) interval '\($0.2) seconds'" }
+                    .replacingOccurrences(of: "unixepoch()", with: "now()")
+            }
+            return "INSERT INTO orders (\(columns)) VALUES (\(values))"
+        }
     }
 
     /// The demo's merchants: one on API v2 with a generated key, one on API v3 with a key
@@ -32,25 +56,15 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = bootstrapLogging()
-        let folder = FileManager.default.temporaryDirectory.appending(path: "closeorderd-demo-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let database = folder.appending(path: "orders.sqlite").path
         let key = try MerchantKey(Nonce.make())
         let v3PrivateKey = try _RSA.Signing.PrivateKey(keySize: .bits2048)
         let simulator = try Self.scriptedSimulator(key: key, v3PublicKey: v3PrivateKey.publicKey)
+        let orders = Self.orders(merchantID: Self.merchantID)
+        let (store, database) = try await openDatabase(inserting: orders)
         let server = try await SimulatorServer.start(simulator, host: "127.0.0.1", port: 0)
         let configuration = try Self.configuration(
             database: database, baseURL: server.baseURL, key: key, v3PrivateKey: v3PrivateKey, simulator: simulator)
-
-        let store = try OrderStore(path: database)
-        try await store.migrate()
-        let orders = Self.orders(merchantID: Self.merchantID)
-        try await store.withWriteTransaction { db in
-            for order in orders {
-                try db.execute(sql: "INSERT INTO orders (\(order.columns)) VALUES (\(order.values))")
-            }
-        }
-        output("demo database: \(database)")
+        output("demo database: \(OrderTables.redacted(database))")
         output("simulator: \(server.baseURL)\n")
         var table = TextTable("OUT_TRADE_NO", "WHAT THE DEMO SHOWS")
         for order in orders { table.add([order.number, order.story]) }
@@ -64,6 +78,46 @@ struct DemoCommand: AsyncParsableCommand {
         await client.shutdown()
         try await server.stop()
         try await report(store, policy: configuration.reaper.duePolicy, database: database)
+    }
+
+    /// The demo's database with its orders in it: a throwaway SQLite file, or the empty
+    /// PostgreSQL database `--database` names. Returns it and its `database:` value.
+    func openDatabase(inserting orders: [DemoOrder]) async throws -> (any OrderTable, String) {
+        guard let database else {
+            let folder = FileManager.default.temporaryDirectory.appending(path: "closeorderd-demo-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let path = folder.appending(path: "orders.sqlite").path
+            let store = try OrderStore(path: path)
+            try await store.migrate()
+            try await store.withWriteTransaction { db in
+                for order in orders { try db.execute(sql: order.insert(onPostgreSQL: false)) }
+            }
+            return (store, path)
+        }
+        do {
+            guard case .postgresql(let address) = try DatabaseLocation(parsing: database) else {
+                throw ValidationError("--database takes a postgresql:// URL (without it, the demo makes its own SQLite file)")
+            }
+            let table = try PostgresOrderTable(
+                address: address, password: ProcessInfo.processInfo.environment["PGPASSWORD"], logger: quietLogger)
+            try await table.verifyReachable()
+            _ = try await table.migrate()
+            let summary = try await table.summary(
+                now: Int64(Date().timeIntervalSince1970), policy: DaemonConfiguration.ReaperSettings().duePolicy)
+            let present = summary.countsByState.values.reduce(0, +)
+            guard present == 0 else {
+                exitWithMessage(
+                    "\(address.redacted) holds \(present) orders: the demo runs only on a database without any, since it "
+                        + "closes whatever is due there against its own simulator; make one for it (createdb closeorderd_demo)",
+                    code: ExitCodes.database)
+            }
+            for order in orders { try await table.execute(order.insert(onPostgreSQL: true)) }
+            return (table, database)
+        } catch let error as StoreError {
+            exitWithMessage("\(error)", code: ExitCodes.database)
+        } catch let error as DatabaseLocationError {
+            throw ValidationError("--database: \(error)")
+        }
     }
 
     /// The simulator, told which demo orders are paid, closed, paying or failing.
@@ -107,7 +161,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     /// Passes until no order waits for a retry and nothing is due (at most 30 s).
-    static func runUntilSettled(_ daemon: Reaper, store: OrderStore, policy: DuePolicy) async throws {
+    static func runUntilSettled(_ daemon: Reaper, store: any OrderTable, policy: DuePolicy) async throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             try await daemon.runOnce()
@@ -119,14 +173,14 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     /// What `closeorderd query` shows afterwards.
-    func report(_ store: OrderStore, policy: DuePolicy, database: String) async throws {
+    func report(_ store: any OrderTable, policy: DuePolicy, database: String) async throws {
         let report = QueryReport(json: false)
         let summary = try await store.summary(now: Int64(Date().timeIntervalSince1970), policy: policy)
         output("\n== closeorderd query ==\n" + report.summary(summary))
         var all: [OrderRecord] = []
         for state in OrderState.allCases { all += try await store.orders(inState: state, limit: 100) }
         output("\n== the orders ==\n" + report.list(all.sorted { $0.id < $1.id }))
-        output("\nInspect it yourself: closeorderd query --db \(database) [OUT_TRADE_NO]")
+        output("\nInspect it yourself: closeorderd query --db \(OrderTables.redacted(database)) [OUT_TRADE_NO]")
     }
 
     static func orders(merchantID: String) -> [DemoOrder] {

@@ -159,4 +159,28 @@ import Testing
         #expect((warned.stdout + warned.stderr).contains("database_password_file"), "\(warned.stdout) \(warned.stderr)")
         #expect(!(warned.stdout + warned.stderr).contains("closeorderd-test-password"))
     }
+
+    @Test func theDemoRunsOnAnEmptyPostgresDatabaseAndRefusesOneWithOrders() async throws {
+        let setup = try await Setup.make()
+        defer { Task { await setup.tearDown() } }
+        let empty = try await TestPostgresDatabase.make()
+        defer { Task { await empty.remove() } }
+        let demo = try await setup.operatorSetup.run(["demo", "--database", empty.url])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        #expect(demo.stdout.contains("DEMO-DUE-0001          1900000109  closed"), "\(demo.stdout)")
+        #expect(try await empty.integers("SELECT count(*) FROM orders WHERE state = 'closed'") == [8])
+        #expect(!(demo.stdout + demo.stderr).contains("closeorderd-test-password"), "the URL is shown without its password")
+
+        // Run again, or on the setup's table with its orders: the demo would close real ones.
+        try await setup.insertDue(1, prefix: "REAL")
+        for url in [empty.url, setup.database.url] {
+            let refused = try await setup.operatorSetup.run(["demo", "--database", url])
+            #expect(refused.status == 74)
+            #expect(refused.stderr.contains("the demo runs only on a database without any"), "\(refused.stderr)")
+        }
+        #expect(try await setup.count("pending") == 1, "nothing of the app's was touched")
+        let sqlite = try await setup.operatorSetup.run(["demo", "--database", "/tmp/orders.sqlite"])
+        #expect(sqlite.status == 64)
+        #expect(sqlite.stderr.contains("--database takes a postgresql:// URL"), "\(sqlite.stderr)")
+    }
 }
