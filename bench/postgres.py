@@ -44,6 +44,7 @@ import threading
 import time
 import urllib.parse
 
+sys.dont_write_bytecode = True  # no __pycache__ in bench/ or scripts/ from these imports
 import bench  # noqa: E402  (its helpers; it sets CLOSEORDERD and imports the suites' World)
 from bench import QUICK, RESULTS
 from reliability import APPID, MCH_ID, World, stop  # noqa: E402
