@@ -32,6 +32,7 @@ this one run:
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -46,10 +47,8 @@ import urllib.parse
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/ or scripts/ from these imports
 import bench  # noqa: E402  (its helpers; it sets CLOSEORDERD and imports the suites' World)
-from bench import QUICK, RESULTS
-from reliability import APPID, MCH_ID, World, stop  # noqa: E402
-
-import json
+from bench import QUICK, RESULTS  # noqa: E402
+from reliability import APPID, MCH_ID, World  # noqa: E402
 
 CLUSTER_SCRIPT = os.path.join(bench.ROOT, "scripts", "postgres-cluster")
 LATENCY_MS = 50
