@@ -12,8 +12,8 @@
 /// ```
 public protocol MerchantCallSpacing: Sendable {
     /// Reserves the merchant's next call: `spacing` after the slot any daemon reserved
-    /// last, or now if that is past. Returns how long to wait for the slot, and the
-    /// merchant's latest slow-down.
+    /// last, or now if that is past. Returns how long to wait for the slot, how long the
+    /// reservation queued behind others first, and the merchant's latest slow-down.
     func reserveCall(for mchID: String, spacing: Duration) async throws(StoreError) -> ReservedCall
 
     /// Records that WeChat Pay slowed the merchant down to `rate` calls a second, unless
@@ -26,13 +26,16 @@ public protocol MerchantCallSpacing: Sendable {
 
 /// A call slot reserved in a `MerchantCallSpacing`.
 public struct ReservedCall: Sendable, Equatable {
-    /// How long from now until the slot.
+    /// How long from when the slot was decided until the slot.
     public var wait: Duration
+    /// How long the reservation waited behind others' before its slot was decided.
+    public var queued: Duration
     /// The merchant's latest slow-down, if any.
     public var slowDown: SharedSlowDown?
 
-    public init(wait: Duration, slowDown: SharedSlowDown?) {
+    public init(wait: Duration, queued: Duration = .zero, slowDown: SharedSlowDown?) {
         self.wait = wait
+        self.queued = queued
         self.slowDown = slowDown
     }
 }

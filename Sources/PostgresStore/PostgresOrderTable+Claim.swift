@@ -118,6 +118,9 @@ extension PostgresOrderTable {
                 for order in spent {
                     batch.failedWithoutCall.append(try await abandon(order, now: now, on: connection))
                 }
+                // Given up on at its deadline (see `withDeadline`): roll back, not commit a
+                // claim nobody holds.
+                try Task.checkCancellation()
                 return batch
             }
         }

@@ -15,6 +15,9 @@ extension PostgresOrderTable {
     public func migrate() async throws(StoreError) -> [Int] {
         try await run(within: nil) { [self] in
             try await client.withTransaction(logger: logger) { connection in
+                // A migration takes as long as it takes (an index over a big table), whatever
+                // the session's statement_timeout.
+                try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
                 try await connection.query(
                     """

@@ -21,6 +21,9 @@ extension PostgresOrderTable {
                     try await appendHistory(record, note: note, on: connection)
                     results.append(result)
                 }
+                // Given up on at its deadline (see `withDeadline`): roll back, so that the
+                // retry writes the records once.
+                try Task.checkCancellation()
                 return results
             }
         }

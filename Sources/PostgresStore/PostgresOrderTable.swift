@@ -35,13 +35,16 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     /// How long one of the daemon's statements may take, waiting for a connection included,
     /// before it gives up on it: a poll that cannot reach the server fails within this (the
     /// loop backs off and tries again, readiness says why, and the systemd watchdog is no
-    /// longer fed) instead of waiting for the pool, or for TCP on a cut link.
-    public let statementDeadline: Duration
+    /// longer fed) instead of waiting for the pool, or for TCP on a cut link. The server is
+    /// told to cancel a statement at 90 % of it (`statement_timeout`), so that a statement
+    /// given up on is not carried out later: a claim nobody holds, a write-back twice. Nil
+    /// for the operator's commands and migrations, which take as long as they take.
+    public let statementDeadline: Duration?
 
     /// Connects lazily (the first statement opens the first connection): an unreachable
     /// server is reported by the first statement, e.g. the migration, naming the address.
     public init(
-        address: PostgresAddress, password: String?, logger: Logger, statementDeadline: Duration = .seconds(10)
+        address: PostgresAddress, password: String?, logger: Logger, statementDeadline: Duration? = .seconds(10)
     ) throws(StoreError) {
         self.address = address
         self.statementDeadline = statementDeadline
@@ -67,6 +70,10 @@ public final class PostgresOrderTable: OrderTable, Sendable {
         configuration.options.additionalStartupParameters = [
             ("application_name", "closeorderd"), ("idle_in_transaction_session_timeout", "5s"),
         ]
+        if let statementDeadline {
+            let milliseconds = statementDeadline / .milliseconds(1) * 0.9
+            configuration.options.additionalStartupParameters.append(("statement_timeout", "\(Int(milliseconds))ms"))
+        }
         let client = PostgresClient(
             configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, backgroundLogger: logger)
         self.client = client
@@ -100,8 +107,9 @@ public final class PostgresOrderTable: OrderTable, Sendable {
     /// There is no file to be replaced under a server's table.
     public func verifyStillOurs() throws(StoreError) {}
 
-    /// Runs `operation`, waiting at most `statementDeadline`, and turns any error into a `StoreError` that names the address (never the password) and says
-    /// what the server or the network said.
+    /// Runs `operation`, waiting at most `statementDeadline`, and turns any error into a
+    /// `StoreError` that names the address (never the password) and says what the server or
+    /// the network said.
     func run<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws(StoreError) -> T {
         try await run(within: statementDeadline, operation)
     }
@@ -118,7 +126,8 @@ public final class PostgresOrderTable: OrderTable, Sendable {
         } catch let error as DeadlinePassed {
             let reason =
                 await connectionProblem().map { "no answer within \(error.limit): \($0)" }
-                ?? "no answer within \(error.limit), though a new connection succeeds (a long lock wait?)"
+                ?? "no answer within \(error.limit), though a new connection succeeds now (the pool may still be waiting "
+                + "to reconnect after an outage, or a lock is held)"
             throw StoreError(location: address.redacted, message: "database \(address.redacted): \(reason)")
         } catch is ConnectionPoolError {
             // The pool says only that connecting kept failing: one connection of our own says why.
@@ -184,6 +193,9 @@ public final class PostgresOrderTable: OrderTable, Sendable {
         }
         if let info = error.serverInfo, info[.sqlState] == "42P01" {
             return "\(SchemaError.notMigrated) (\(info[.message] ?? "a table is missing"))"
+        }
+        if let info = error.serverInfo, info[.sqlState] == "57014", let message = info[.message] {
+            return "\(message) (SQLSTATE 57014): the server cancelled it at closeorderd's deadline; a lock held long?"
         }
         if let info = error.serverInfo, let message = info[.message] {
             let state = info[.sqlState].map { " (SQLSTATE \($0))" } ?? ""

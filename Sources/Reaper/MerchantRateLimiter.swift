@@ -85,6 +85,8 @@ public final class MerchantRateLimiter: Sendable {
     /// The quickest reservation this process saw: the database's distance, without a busy
     /// host's delays.
     private let quickestReservation = Mutex<Duration?>(nil)
+    /// When a shared budget that cannot be reached was last reported.
+    private let lastAloneWarning = Mutex<ContinuousClock.Instant?>(nil)
 
     /// A limiter with no limits until `configure` sets some; with `shared`, its limits and
     /// slow-downs hold across every daemon sharing that budget.
@@ -147,9 +149,7 @@ public final class MerchantRateLimiter: Sendable {
             do {
                 slot = try await shared.reserveCall(for: mchID, spacing: spacing)
             } catch {
-                logger?.warning(
-                    "cannot reserve the call in the rate limit shared with the other daemons; spacing this daemon's calls alone",
-                    metadata: ["mch_id": "\(mchID)", "error": "\(error)"])
+                warnSpacingAlone(mchID, error)
                 return false
             }
             let answeredAt = clock.now
@@ -159,12 +159,13 @@ public final class MerchantRateLimiter: Sendable {
             if slot.wait > .zero { try? await clock.sleep(for: slot.wait) }
             // A call far past its slot (the answer or the wake-up came late on a busy host)
             // would crowd the next daemon's: such a slot is given up for a new one, ten times
-            // at most. The slot is taken to be half the quickest round trip after sending.
+            // at most. The slot was decided half the quickest round trip after sending, plus
+            // the time the reservation queued behind others'.
             let quickest = quickestReservation.withLock { quickest in
-                quickest = min(quickest ?? .seconds(1), answeredAt - sentAt)
+                quickest = min(quickest ?? .seconds(1), answeredAt - sentAt - slot.queued)
                 return quickest ?? .zero
             }
-            let late = clock.now - (sentAt + quickest / 2 + slot.wait)
+            let late = clock.now - (sentAt + quickest / 2 + slot.queued + slot.wait)
             if late <= Self.lateCall || forfeited == 9 || Task.isCancelled { break }
         }
         let calledAt = clock.now
@@ -172,6 +173,20 @@ public final class MerchantRateLimiter: Sendable {
             Self.count(&merchants[mchID, default: Merchant(now: calledAt)], now: calledAt)
         }
         return true
+    }
+
+    /// Says, at most once a minute, that the shared budget could not be reached.
+    private func warnSpacingAlone(_ mchID: String, _ error: StoreError) {
+        let now = clock.now
+        let due = lastAloneWarning.withLock { last in
+            guard last.map({ now - $0 >= .seconds(60) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        logger?.warning(
+            "cannot reserve calls in the rate limit shared with the other daemons; spacing this daemon's calls alone (said once a minute while it lasts)",
+            metadata: ["mch_id": "\(mchID)", "error": "\(error)"])
     }
 
     /// The rate in force for a shared reservation, whether to ask the shared budget for a

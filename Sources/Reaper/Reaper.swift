@@ -78,8 +78,9 @@ public struct Reaper: Service {
     }
 
     /// Writes one record back, retrying while the database refuses (disk full, lock held
-    /// past the busy timeout, the server restarting or out of reach): at least five times,
-    /// and for as long as the order's lease lasts, backing off from 1 s to 5 s between tries,
+    /// past the busy timeout, the server restarting or out of reach): at least five times
+    /// (twice once the daemon is stopping) and for as long as the order's lease lasts,
+    /// backing off from 1 s to 5 s between tries,
     /// so that a call made just before the database went away is recorded once it is back.
     /// If it never succeeds, the row's lease expires and the order is claimed again (asked
     /// about first): nothing is lost.
@@ -114,9 +115,12 @@ public struct Reaper: Service {
             case .failure(let error):
                 metrics.databaseFailed(.record)
                 let leaseLeft = order.leaseExpiresAt - clock.secondsSince1970
-                guard attempt < 5 || leaseLeft > 0 else {
+                // Stopping, two tries (each may wait 10 s for a database that is away, and
+                // systemd allows 30 s): the lease keeps the order safe.
+                let stopping = Task.isShuttingDownGracefully || Task.isCancelled
+                guard stopping ? attempt < 2 : attempt < 5 || leaseLeft > 0 else {
                     logger.error(
-                        "outcome not recorded after \(attempt) tries; the order will be claimed again now that its lease expired",
+                        "outcome not recorded after \(attempt) tries; the order is claimed again once its lease expires (asked about first)",
                         metadata: metadata.merging(["error": "\(error)"]) { $1 })
                     return
                 }

@@ -101,16 +101,18 @@ struct DemoCommand: AsyncParsableCommand {
             let table = try PostgresOrderTable(
                 address: address, password: ProcessInfo.processInfo.environment["PGPASSWORD"], logger: quietLogger)
             try await table.verifyReachable()
-            _ = try await table.migrate()
-            let summary = try await table.summary(
+            // Counted before migrating: a database with orders is left exactly as it was
+            // (the error is a database without the tables yet, which the migration makes).
+            let summary = try? await table.summary(
                 now: Int64(Date().timeIntervalSince1970), policy: DaemonConfiguration.ReaperSettings().duePolicy)
-            let present = summary.countsByState.values.reduce(0, +)
+            let present = summary?.countsByState.values.reduce(0, +) ?? 0
             guard present == 0 else {
                 exitWithMessage(
                     "\(address.redacted) holds \(present) orders: the demo runs only on a database without any, since it "
                         + "closes whatever is due there against its own simulator; make one for it (createdb closeorderd_demo)",
                     code: ExitCodes.database)
             }
+            _ = try await table.migrate()
             for order in orders { try await table.execute(order.insert(onPostgreSQL: true)) }
             return (table, database)
         } catch let error as StoreError {

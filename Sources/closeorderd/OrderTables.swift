@@ -8,7 +8,10 @@ import PostgresStore
 enum OrderTables {
     /// What the command needs of the table.
     enum Access {
-        /// The daemon, `migrate`, the demo: a missing SQLite file is created (the migration follows).
+        /// The daemon: a missing SQLite file is created (the migration follows); each
+        /// PostgreSQL statement waits at most `PostgresOrderTable`'s default deadline.
+        case daemon
+        /// `migrate`: a missing SQLite file is created (the migration follows).
         case create
         /// `retry`: the table must exist and be current.
         case existing
@@ -24,15 +27,16 @@ enum OrderTables {
         switch try location(database) {
         case .sqlite(let path):
             switch access {
-            case .create: return try OrderStore(path: path)
+            case .daemon, .create: return try OrderStore(path: path)
             case .existing: return try OrderStore.openExisting(path: path)
             case .readOnly: return try OrderStore.openReadOnly(path: path)
             }
         case .postgresql(let address):
             let password = password ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
-            let table = try PostgresOrderTable(address: address, password: password, logger: logger)
+            let table = try PostgresOrderTable(
+                address: address, password: password, logger: logger, statementDeadline: access == .daemon ? .seconds(10) : nil)
             try await table.verifyReachable()
-            if access != .create { try await table.checkSchema() }
+            if access == .existing || access == .readOnly { try await table.checkSchema() }
             return table
         }
     }

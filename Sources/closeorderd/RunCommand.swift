@@ -47,7 +47,7 @@ struct RunCommand: AsyncParsableCommand {
         let store: any OrderTable
         do {
             store = try await OrderTables.open(
-                configuration.database, password: configuration.databasePassword, access: .create, logger: logger)
+                configuration.database, password: configuration.databasePassword, access: .daemon, logger: logger)
             let applied = try await store.migrate()
             if !applied.isEmpty { logger.info("migrated the database", metadata: ["versions": "\(applied)"]) }
         } catch {

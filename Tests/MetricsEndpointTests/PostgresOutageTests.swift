@@ -26,12 +26,11 @@ import Testing
 
         try await setup.database.refuseConnections()
         setup.simulator.releaseAnswers()
-        var answer = (status: 0, body: "")
-        try await DaemonProcess.waitUntil(timeout: 30, "not ready") {
-            answer = try await httpGet("\(url)/-/ready")
-            return answer.status == 503
+        // Not ready, saying why: first the cut connections, then the refusal.
+        try await DaemonProcess.waitUntil(timeout: 60, "not ready, as the server refuses connections") {
+            let answer = try await httpGet("\(url)/-/ready")
+            return answer.status == 503 && answer.body.contains("is not currently accepting connections")
         }
-        #expect(answer.body.contains("is not currently accepting connections"), "says why: \(answer.body)")
         try await DaemonProcess.waitUntil(timeout: 30, "the write-backs fail, and are retried") {
             daemon.stderr.contains("cannot record the outcome (try 1); retrying while the lease lasts")
         }

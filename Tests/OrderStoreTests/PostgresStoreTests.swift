@@ -37,7 +37,7 @@ import Testing
         #expect(try await harness.table.migrate() == [], "migrating again applies nothing")
     }
 
-    @Test func aStatementWithoutAnAnswerFailsAtItsDeadlineAndTheNextOneWorks() async throws {
+    @Test func aStatementPastItsDeadlineIsCancelledByTheServerAndLeavesNothingBehind() async throws {
         let harness = try await PostgresHarness.make()
         defer { Task { await harness.remove() } }
         let table = try PostgresOrderTable(
@@ -46,6 +46,7 @@ import Testing
         defer { table.close() }
         let now = Int64(Date().timeIntervalSince1970)
         let policy = DuePolicy(minOrderAgeSeconds: 300, paymentTimeoutSeconds: 7200)
+        try await harness.insert("LOCKEDOUT", createdAt: now - 1200, expiresAt: now - 60, state: .pending)
         let started = ContinuousClock.now
         let message = try await harness.database.whileHolding("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE") {
             do {
@@ -56,9 +57,17 @@ import Testing
             }
         }
         #expect(ContinuousClock.now - started < .seconds(6), "the deadline, not the lock, ended the wait")
-        #expect(message.contains("no answer within 1.0 seconds"), "\(message)")
-        #expect(message.contains("a new connection succeeds"), "the server is reachable, so the wait is blamed: \(message)")
-        #expect(try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3).orders.isEmpty)
+        // The server cancels at 90 % of the deadline; on a busy machine the daemon's own
+        // deadline (which counts the wait for a connection too) may speak first.
+        #expect(
+            message.contains("canceling statement due to statement timeout") || message.contains("no answer within 1.0 seconds"),
+            "\(message)")
+        // Had the claim only been given up by the daemon, it would run once the lock is gone,
+        // leaving the order `closing` under a lease nobody holds.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await harness.database.integers("SELECT attempts FROM orders WHERE state = 'pending'") == [0])
+        let batch = try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
+        #expect(batch.orders.map { $0.outTradeNo } == ["LOCKEDOUT"], "the next poll claims it")
     }
 
     @Test func aServerThatCutsAndRefusesConnectionsIsNamedAndReconnectedTo() async throws {
@@ -74,9 +83,10 @@ import Testing
         try await harness.insert("COMEBACK", createdAt: now - 1200, expiresAt: now - 60, state: .pending)
 
         try await harness.database.refuseConnections()
-        // The first statement may still meet the cut connection; the next needs a new one.
+        // The first statements may still meet cut connections of the pool; then a new one is
+        // needed, and refused.
         var messages: [String] = []
-        for _ in 0..<2 {
+        for _ in 0..<5 where !(messages.last ?? "").contains("is not currently accepting connections") {
             let started = ContinuousClock.now
             do {
                 _ = try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
@@ -86,15 +96,19 @@ import Testing
             }
             #expect(ContinuousClock.now - started < .seconds(10), "a poll fails within its deadline and a connection attempt")
         }
-        #expect(
-            messages[0].contains("terminating connection due to administrator command")
-                || messages[0].contains("is not currently accepting connections"), "\(messages)")
-        #expect(messages[1].contains("is not currently accepting connections"), "the server's own words: \(messages)")
+        #expect(messages.last?.contains("is not currently accepting connections") == true, "the server's own words: \(messages)")
         #expect(!messages.joined().contains("closeorderd-test-password"))
 
         try await harness.database.acceptConnections()
-        let batch = try await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
-        #expect(batch.orders.map { $0.outTradeNo } == ["COMEBACK"], "the pool connects again by itself")
+        // The pool connects again by itself, after its own backoff.
+        var claimed: [String] = []
+        try await DaemonProcess.waitUntil(timeout: 30, "a claim succeeds again") {
+            guard let batch = try? await table.claimDue(now: now, policy: policy, limit: 10, leaseSeconds: 60, maxAttempts: 3)
+            else { return false }
+            claimed += batch.orders.map { $0.outTradeNo }
+            return true
+        }
+        #expect(claimed == ["COMEBACK"])
     }
 
     @Test func aNULInAServersMessageIsStoredAsAReplacementCharacter() async throws {

@@ -28,18 +28,6 @@ import Testing
         return (limiters, tables, database)
     }
 
-    /// The most instants in any one-second window.
-    static func mostInAnySecond(_ instants: [ContinuousClock.Instant]) -> Int {
-        let sorted = instants.sorted()
-        var most = 0
-        var first = 0
-        for last in sorted.indices {
-            while sorted[last] - sorted[first] >= .seconds(1) { first += 1 }
-            most = max(most, last - first + 1)
-        }
-        return most
-    }
-
     @Test func twoDaemonsTogetherKeepTheMerchantsLimitInEverySecond() async throws {
         let (limiters, tables, database) = try await Self.limiters(2, limit: 20)
         defer {
@@ -64,7 +52,8 @@ import Testing
             return await group.reduce(into: []) { $0 += $1 }.sorted()
         }
         #expect(instants.count == 48)
-        #expect(Self.mostInAnySecond(instants) <= 20, "at most the limit in any second, across both")
+        let seconds = instants.map { Double(($0 - instants[0]) / .milliseconds(1)) / 1000 }
+        #expect(mostCallsInAnySecond(seconds) <= 20, "at most the limit in any second, across both")
         // Alone, each would have let its 24 through in 1.2 s: together 48 take 47 slots.
         let span = try #require(instants.last) - instants[0]
         #expect(span >= .seconds(47 * MerchantRateLimiter.sharedHeadroom / 20) - .milliseconds(100), "\(span)")
@@ -89,6 +78,22 @@ import Testing
         // slow-down that stands is the first one, not a second halving.
         await limiters[1].throttled(Self.merchant)
         #expect(limiters[1].currentRate(Self.merchant) == 10)
+    }
+
+    @Test func theFirstSlowDownInASecondStandsForEveryDaemon() async throws {
+        let (_, tables, database) = try await Self.limiters(2, limit: nil)
+        defer {
+            Task {
+                tables.forEach { $0.close() }
+                await database.remove()
+            }
+        }
+        #expect(try await tables[0].recordSlowDown(for: Self.merchant, to: 8).rate == 8)
+        #expect(try await tables[1].recordSlowDown(for: Self.merchant, to: 2).rate == 8, "calls in flight elsewhere")
+        try await database.app("UPDATE merchant_call_spacing SET slowed_at = now() - interval '2 seconds'")
+        let later = try await tables[1].recordSlowDown(for: Self.merchant, to: 2)
+        #expect(later.rate == 2 && later.age < .seconds(1), "a second later, a new slow-down")
+        #expect(try await tables[0].slowDown(for: Self.merchant)?.rate == 2, "the other daemon reads it")
     }
 
     @Test func aMerchantWithoutALimitLearnsAnotherDaemonsSlowDownWithinASecond() async throws {
