@@ -48,13 +48,14 @@ import WeChatPayHTTP
             database.remove()
             Task { await simulator.stop() }
         }
-        // One call every 6.7 s for the merchant, and 5 s of lease for each call (a 6 s lease,
-        // so that a loaded machine still starts both): the second order waits for the rate
-        // limit past its lease, so its attempt is recorded but never sent.
+        // One call every 11.1 s for the merchant, and a 10 s lease (long enough that a loaded
+        // machine still starts both: a call that could not end before its lease is handed
+        // back unstarted, which a CI run once saw with a 6 s lease): the second order waits
+        // for the rate limit past its lease, so its attempt is recorded but never sent.
         var settings = Fixtures.reaperSettings()
-        settings.leaseSeconds = 6
+        settings.leaseSeconds = 10
         var configuration = Fixtures.configuration(database: database.path, baseURL: simulator.baseURL, reaper: settings)
-        configuration.merchants[0].maxRequestsPerSecond = 0.15
+        configuration.merchants[0].maxRequestsPerSecond = 0.09
         let client = WeChatPayClient(baseURL: simulator.baseURL, timeoutSeconds: 2, maxConnections: 1)
         defer { Task { await client.shutdown() } }
         let metrics = metrics

@@ -12,30 +12,34 @@ import Testing
 @Suite(.serialized) struct SharedRateLimitTests {
     static let merchant = "1900000109"
 
-    /// `count` limiters sharing one database's budget, and the database.
-    static func limiters(_ count: Int, limit: Double?) async throws -> (
-        [MerchantRateLimiter], [PostgresOrderTable], TestPostgresDatabase
-    ) {
-        let database = try await TestPostgresDatabase.make()
-        let tables = try (0..<count).map { _ in
-            try PostgresOrderTable(address: database.address, password: nil, logger: TestPostgresDatabase.quiet)
+    /// Limiters sharing one database's budget, each on a table (a pool) of its own.
+    struct SharedBudget {
+        let limiters: [MerchantRateLimiter]
+        let tables: [PostgresOrderTable]
+        let database: TestPostgresDatabase
+
+        static func make(_ count: Int, limit: Double?) async throws -> SharedBudget {
+            let database = try await TestPostgresDatabase.make()
+            let tables = try (0..<count).map { _ in
+                try PostgresOrderTable(address: database.address, password: nil, logger: TestPostgresDatabase.quiet)
+            }
+            _ = try await tables[0].migrate()
+            let logger = Logger(label: "test", factory: { StreamLogHandler.standardError(label: $0) })
+            let limiters = tables.map { MerchantRateLimiter(shared: $0, logger: logger) }
+            for limiter in limiters { limiter.configure([merchant: limit]) }
+            return SharedBudget(limiters: limiters, tables: tables, database: database)
         }
-        _ = try await tables[0].migrate()
-        let limiters = tables.map {
-            MerchantRateLimiter(shared: $0, logger: Logger(label: "test", factory: { StreamLogHandler.standardError(label: $0) }))
+
+        func tearDown() async {
+            tables.forEach { $0.close() }
+            await database.remove()
         }
-        for limiter in limiters { limiter.configure([merchant: limit]) }
-        return (limiters, tables, database)
     }
 
     @Test func twoDaemonsTogetherKeepTheMerchantsLimitInEverySecond() async throws {
-        let (limiters, tables, database) = try await Self.limiters(2, limit: 20)
-        defer {
-            Task {
-                tables.forEach { $0.close() }
-                await database.remove()
-            }
-        }
+        let budget = try await SharedBudget.make(2, limit: 20)
+        defer { Task { await budget.tearDown() } }
+        let (limiters, tables, database) = (budget.limiters, budget.tables, budget.database)
         let instants = await withTaskGroup(of: [ContinuousClock.Instant].self) { group in
             for limiter in limiters {
                 for _ in 0..<4 {
@@ -62,13 +66,9 @@ import Testing
     }
 
     @Test func aSlowDownOneDaemonMeetsSlowsTheOtherOnItsNextCall() async throws {
-        let (limiters, tables, database) = try await Self.limiters(2, limit: 20)
-        defer {
-            Task {
-                tables.forEach { $0.close() }
-                await database.remove()
-            }
-        }
+        let budget = try await SharedBudget.make(2, limit: 20)
+        defer { Task { await budget.tearDown() } }
+        let (limiters, tables, database) = (budget.limiters, budget.tables, budget.database)
         await limiters[0].acquire(Self.merchant)
         await limiters[0].throttled(Self.merchant)
         #expect(limiters[0].currentRate(Self.merchant) == 10)
@@ -81,13 +81,9 @@ import Testing
     }
 
     @Test func theFirstSlowDownInASecondStandsForEveryDaemon() async throws {
-        let (_, tables, database) = try await Self.limiters(2, limit: nil)
-        defer {
-            Task {
-                tables.forEach { $0.close() }
-                await database.remove()
-            }
-        }
+        let budget = try await SharedBudget.make(2, limit: nil)
+        defer { Task { await budget.tearDown() } }
+        let (tables, database) = (budget.tables, budget.database)
         #expect(try await tables[0].recordSlowDown(for: Self.merchant, to: 8).rate == 8)
         #expect(try await tables[1].recordSlowDown(for: Self.merchant, to: 2).rate == 8, "calls in flight elsewhere")
         try await database.app("UPDATE merchant_call_spacing SET slowed_at = now() - interval '2 seconds'")
@@ -97,13 +93,9 @@ import Testing
     }
 
     @Test func aMerchantWithoutALimitLearnsAnotherDaemonsSlowDownWithinASecond() async throws {
-        let (limiters, tables, database) = try await Self.limiters(2, limit: nil)
-        defer {
-            Task {
-                tables.forEach { $0.close() }
-                await database.remove()
-            }
-        }
+        let budget = try await SharedBudget.make(2, limit: nil)
+        defer { Task { await budget.tearDown() } }
+        let (limiters, tables, database) = (budget.limiters, budget.tables, budget.database)
         for _ in 0..<6 { await limiters[0].acquire(Self.merchant) }
         await limiters[0].throttled(Self.merchant)
         #expect(limiters[0].currentRate(Self.merchant) == 3, "half the 6 calls of the last second")
@@ -113,13 +105,9 @@ import Testing
     }
 
     @Test func aSlowDownRecordedEarlierIsTakenOnWithTheRecoveriesDueSince() async throws {
-        let (limiters, tables, database) = try await Self.limiters(2, limit: 100)
-        defer {
-            Task {
-                tables.forEach { $0.close() }
-                await database.remove()
-            }
-        }
+        let budget = try await SharedBudget.make(2, limit: 100)
+        defer { Task { await budget.tearDown() } }
+        let (limiters, tables, database) = (budget.limiters, budget.tables, budget.database)
         await limiters[0].acquire(Self.merchant)
         await limiters[0].throttled(Self.merchant)
         // As if it happened 15 s ago: one recovery interval (10 s) has passed since.
@@ -135,13 +123,9 @@ import Testing
     }
 
     @Test func reservationsAreSpacedByTheServersClock() async throws {
-        let (_, tables, database) = try await Self.limiters(2, limit: nil)
-        defer {
-            Task {
-                tables.forEach { $0.close() }
-                await database.remove()
-            }
-        }
+        let budget = try await SharedBudget.make(2, limit: nil)
+        defer { Task { await budget.tearDown() } }
+        let (tables, database) = (budget.tables, budget.database)
         var waits: [Duration] = []
         for table in tables + tables {
             waits.append(try await table.reserveCall(for: Self.merchant, spacing: .seconds(10)).wait)
