@@ -54,22 +54,34 @@ import WeChatPay
         try await DaemonProcess.waitUntil(timeout: 20, "three pings while healthy") {
             socket.messages.filter { $0.text.contains("WATCHDOG=1") }.count >= 3
         }
-        // An order that becomes due within a second, then the app holds the write lock for 4 s:
-        // the claim waits on the lock, the loop is stuck.
-        try await setup.database.app.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at, next_attempt_at)
-                    VALUES (?, ?, 'STALLED0001', unixepoch() - 900, unixepoch() - 60, unixepoch() + 1)
-                    """, arguments: [Fixtures.mchID, Fixtures.appid])
+        // An order that becomes due in a second or two, then the app holds the write lock for
+        // 4 s: the claim waits on the lock, the loop is stuck. On a starved machine the daemon
+        // may claim the order before the app has the lock; then the app lets go at once and
+        // the scenario starts again with a new order.
+        var lockHeld = ContinuousClock.now
+        var stalledOrder: String?
+        for round in 1...3 where stalledOrder == nil {
+            let number = "STALLED000\(round)"
+            try await setup.database.app.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at, next_attempt_at)
+                        VALUES (?, ?, ?, unixepoch() - 900, unixepoch() - 60, unixepoch() + 2)
+                        """, arguments: [Fixtures.mchID, Fixtures.appid, number])
+            }
+            lockHeld = ContinuousClock.now
+            let stalled = try await setup.database.app.write { db in
+                let state = try String.fetchOne(db, sql: "SELECT state FROM orders WHERE out_trade_no = ?", arguments: [number])
+                guard state == "pending" else { return false }
+                try db.execute(sql: "UPDATE orders SET updated_at = updated_at WHERE 0")
+                Thread.sleep(forTimeInterval: 4)
+                return true
+            }
+            if stalled { stalledOrder = number }
         }
-        let lockHeld = ContinuousClock.now
-        try await setup.database.app.write { db in
-            try db.execute(sql: "UPDATE orders SET updated_at = updated_at WHERE 0")
-            Thread.sleep(forTimeInterval: 4)
-        }
+        let number = try #require(stalledOrder, "the app got the write lock before the order was claimed")
         try await DaemonProcess.waitUntil(timeout: 20, "the order is closed") {
-            try await setup.database.order("STALLED0001")?.state == .closed
+            try await setup.database.order(number)?.state == .closed
         }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: 20) == 0)
