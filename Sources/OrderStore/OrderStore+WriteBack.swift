@@ -97,6 +97,14 @@ public enum WriteBackResult: Sendable, Equatable {
     /// The row no longer carried this claim's lease (the app edited it, or another process
     /// took it over after the lease expired): it was left as it is, the attempt kept in history.
     case superseded(currentState: OrderState?)
+
+    /// What the history line of this write-back carries after its message: nothing when
+    /// applied; when superseded, that the row was left, and its state now (every engine
+    /// writes the same words, which operators and the long suites read).
+    public var historyNote: String {
+        guard case .superseded(let current) = self else { return "" }
+        return " [not written to the row: it changed while the call was in flight; now \(current?.rawValue ?? "deleted")]"
+    }
 }
 
 extension OrderStore {
@@ -114,11 +122,7 @@ extension OrderStore {
     /// Writes one record: the row if it still carries the lease, the history either way.
     private static func record(_ record: AttemptRecord, in db: Database) throws -> WriteBackResult {
         let result = try update(record, in: db)
-        var note = ""
-        if case .superseded(let current) = result {
-            note = " [not written to the row: it changed while the call was in flight; now \(current?.rawValue ?? "deleted")]"
-        }
-        try appendHistory(record, note: note, in: db)
+        try appendHistory(record, note: result.historyNote, in: db)
         return result
     }
 

@@ -13,12 +13,7 @@ extension PostgresOrderTable {
                 var results: [WriteBackResult] = []
                 for record in records {
                     let result = try await update(record, on: connection)
-                    var note = ""
-                    if case .superseded(let current) = result {
-                        note =
-                            " [not written to the row: it changed while the call was in flight; now \(current?.rawValue ?? "deleted")]"
-                    }
-                    try await appendHistory(record, note: note, on: connection)
+                    try await appendHistory(record, note: result.historyNote, on: connection)
                     results.append(result)
                 }
                 // Given up on at its deadline (see `withDeadline`): roll back, so that the

@@ -142,8 +142,9 @@ public final class MerchantRateLimiter: Sendable {
             rate = adopt(slowDown, for: mchID)
         }
         guard let rate else { return false }
-        let spacing = Duration.seconds(Self.sharedHeadroom / rate) + (first ? Self.firstCallAllowance : .zero)
         for forfeited in 0... {
+            let spacing =
+                Duration.seconds(Self.sharedHeadroom / rate) + (first && forfeited == 0 ? Self.firstCallAllowance : .zero)
             let sentAt = clock.now
             let slot: ReservedCall
             do {
