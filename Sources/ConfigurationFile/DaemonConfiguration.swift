@@ -135,6 +135,11 @@ public struct DaemonConfiguration: Sendable {
         self.metricsListen = metricsListen
     }
 
+    /// Each merchant's `max_requests_per_second` (nil: none), by `mch_id`.
+    public var rateLimits: [String: Double?] {
+        Dictionary(merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 }
+    }
+
     /// Where the order table is: `database` parsed (it was validated when loaded).
     public var databaseLocation: DatabaseLocation {
         (try? DatabaseLocation(parsing: database)) ?? .sqlite(path: database)

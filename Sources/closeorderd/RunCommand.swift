@@ -31,6 +31,9 @@ struct RunCommand: AsyncParsableCommand {
         // turn the endpoint on; `metrics.listen` decides only whether they are served.
         let registry = PrometheusCollectorRegistry()
         let metrics = Self.metrics(on: registry)
+        // The limits as configured until the reaper's first scrape sets the ones in force: a
+        // scrape while the daemon starts has every series too.
+        metrics.setRateLimits(configuration.rateLimits)
         let started = StartedReaper()
         // The endpoint listens before the database is opened and migrated, which can wait on
         // a lock the app holds: meanwhile /-/healthy answers and /-/ready says it is starting.

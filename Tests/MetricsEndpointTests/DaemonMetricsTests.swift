@@ -283,6 +283,7 @@ import Testing
         #expect(try await httpGet("\(url)/-/healthy").status == 200)
         let early = Scrape(try await httpGet("\(url)/metrics").body)
         #expect(early.seriesCount("closeorderd_calls_total") == 2 * 2 * 6, "every series, even while starting")
+        #expect(early.seriesCount("closeorderd_merchant_rate_limit") == 1, "a CI run's first scrape once lacked it")
         #expect(!daemon.stderr.contains("migrated the database"), "still waiting for the lock")
         try await lock.release()
         try await DaemonProcess.waitUntil(timeout: 60, "ready") { try await httpGet("\(url)/-/ready").status == 200 }

@@ -54,7 +54,7 @@ extension Reaper {
         }
         let (configuration, client) = live.current
         let settings = configuration.reaper
-        let limits = Dictionary(configuration.merchants.map { ($0.mchID, $0.maxRequestsPerSecond) }) { $1 }
+        let limits = configuration.rateLimits
         if progress.configuredLimits != limits {
             limiter.configure(limits)
             progress.configuredLimits = limits

@@ -114,7 +114,7 @@ public final class ReaperMetrics: Sendable {
 
     /// Sets each configured merchant's current rate limit (0 for none in force); series of
     /// merchants no longer configured are removed.
-    func setRateLimits(_ limits: [String: Double?]) {
+    public func setRateLimits(_ limits: [String: Double?]) {
         rateLimits.withLock { gauges in
             for (mchID, gauge) in gauges where limits[mchID] == nil {
                 gauge.destroy()
