@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Clocks
 import Foundation
 import NIOCore
@@ -34,7 +33,9 @@ public final class WeChatPayClient: Sendable {
     /// timestamps with its wall time.
     let clock: any DaemonClock
     let timeout: Duration
-    let http: HTTPClient
+    /// The base URLs taken apart, by their text as configured.
+    let bases: [String: BaseURL]
+    let connections: HTTP1ConnectionPool
 
     public init(
         baseURL: String, backupBaseURL: String? = nil, timeoutSeconds: Double, maxConnections: Int,
@@ -45,18 +46,10 @@ public final class WeChatPayClient: Sendable {
             clock: clock)
         self.clock = clock
         self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        configuration.timeout = HTTPClient.Configuration.Timeout(
-            connect: min(TimeAmount(timeout), .seconds(5)), read: TimeAmount(timeout))
-        configuration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
-        // A refused connection fails the call at once instead of being retried until the
-        // connect timeout: the call then goes to the backup domain (or is retried with the
-        // reaper's own backoff) without spending the whole deadline on a host that is down.
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.decompression = .disabled
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        bases = Dictionary(
+            [baseURL, backupBaseURL].compactMap { text in text.flatMap { BaseURL($0) }.map { (text!, $0) } }
+        ) { first, _ in first }
+        connections = HTTP1ConnectionPool(group: MultiThreadedEventLoopGroup.singleton, maxIdlePerHost: maxConnections)
     }
 
     /// Closes one order. Never throws: a failure to get a usable answer is a `.retry` verdict.
@@ -137,7 +130,7 @@ public final class WeChatPayClient: Sendable {
 
     /// Closes the connections; call once, after the last call.
     public func shutdown() async {
-        try? await http.shutdown()
+        await connections.shutdown()
     }
 
     private func call(
@@ -145,14 +138,14 @@ public final class WeChatPayClient: Sendable {
         notAfter: ContinuousClock.Instant?
     ) async -> (Result<V3HTTPAnswer, UnusableAnswer>, Exchange) {
         let host = hosts.hostForNextCall()
-        guard let first = await send(host + path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
+        guard let first = await send(host, path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
         else {
             return (.failure(Self.leaseTooShort), Exchange(host: host, httpStatus: nil, latencyMilliseconds: 0, sent: false))
         }
         hosts.report(host: host, failedOver: first.failedOver)
         guard first.failedOver, let backup = hosts.backup, host != backup,
             let second = await send(
-                backup + path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
+                backup, path, api: api, method: method, headers: headers, body: body, notAfter: notAfter)
         else {
             return (first.answer, Exchange(host: host, httpStatus: first.status, latencyMilliseconds: first.milliseconds))
         }
@@ -173,118 +166,101 @@ public final class WeChatPayClient: Sendable {
     /// `failedOver` says it never reached a working WeChat Pay (a connection-level failure
     /// or HTTP 5xx), so the backup may serve it.
     private func send(
-        _ url: String, api: APIVersion, method: HTTPMethod, headers: [(String, String)], body: String,
+        _ host: String, _ path: String, api: APIVersion, method: HTTPMethod, headers: [(String, String)], body: String,
         notAfter: ContinuousClock.Instant?
     ) async -> (answer: Result<V3HTTPAnswer, UnusableAnswer>, status: Int?, milliseconds: Int, failedOver: Bool)? {
         // `notAfter` is an instant of the caller's clock; the deadline of the I/O is real time.
         let started = ContinuousClock.now
-        var deadline = started + timeout
+        var left = timeout
         if let notAfter {
-            let left = notAfter - clock.now
-            guard left >= min(timeout, .seconds(1)) else { return nil }
-            deadline = min(deadline, started + left)
+            let leaseLeft = notAfter - clock.now
+            guard leaseLeft >= min(timeout, .seconds(1)) else { return nil }
+            left = min(left, leaseLeft)
         }
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        request.headers.add(name: "User-Agent", value: "closeorderd")
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if method == .POST { request.body = .bytes(ByteBuffer(string: body)) }
-        // Only API v3 answers are signed in headers; v2 calls skip collecting them.
-        let collectHeaders = api == .v3
-        var status: Int?
+        let deadline = NIODeadline.now() + TimeAmount(left)
         let answer: Result<V3HTTPAnswer, UnusableAnswer>
-        do {
-            let received: V3HTTPAnswer
-            do {
-                received = try await exchange(request, deadline: deadline, collectHeaders: collectHeaders)
-            } catch is UnreadableHead where deadline - .now > .milliseconds(100) {
-                // Bytes the server sent after an earlier answer (a body on a 204, say) were read
-                // as this answer's start: that connection is closed now; ask once more on another.
-                received = try await exchange(request, deadline: deadline, collectHeaders: collectHeaders)
+        if let base = bases[host] {
+            var head = HTTPRequestHead(version: .http1_1, method: method, uri: base.pathPrefix + path)
+            head.headers.reserveCapacity(headers.count + 3)
+            head.headers.add(name: "Host", value: base.hostHeader)
+            head.headers.add(name: "User-Agent", value: "closeorderd")
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            var payload: ByteBuffer?
+            if method == .POST {
+                payload = ByteBuffer(string: body)
+                head.headers.add(name: "Content-Length", value: String(body.utf8.count))
             }
-            status = received.status
-            answer = .success(received)
-        } catch is NIOTooManyBytesError {
-            answer = .failure(
-                UnusableAnswer(message: "no usable answer from WeChat Pay: the answer exceeded \(FlatXML.maximumBodySize) bytes"))
-        } catch {
-            let (reason, symptom) = Self.describe(error)
-            answer = .failure(
-                UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
+            // Only API v3 answers are signed in headers; v2 calls skip collecting them.
+            let request = (head: head, body: payload, collectHeaders: api == .v3)
+            do {
+                do {
+                    answer = .success(try await exchange(request, with: base, by: deadline))
+                } catch is UnreadableHead where deadline - .now() > .milliseconds(100) {
+                    // Bytes the server sent after an earlier answer (a body on a 204, say) were read
+                    // as this answer's start: that connection is closed now; ask once more on another.
+                    answer = .success(try await exchange(request, with: base, by: deadline))
+                }
+            } catch TransportFailure.tooLarge {
+                answer = .failure(
+                    UnusableAnswer(
+                        message: "no usable answer from WeChat Pay: the answer exceeded \(FlatXML.maximumBodySize) bytes"))
+            } catch {
+                let (reason, symptom) = Self.describe(error)
+                answer = .failure(
+                    UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
+            }
+        } else {
+            answer = .failure(UnusableAnswer(message: "not sent: \(host) is not an http or https URL", symptom: .connectionFailed))
         }
         let elapsed = ContinuousClock.now - started
         let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
         let failedOver: Bool
+        var status: Int?
         switch answer {
         case .failure(let unusable): failedOver = unusable.symptom == .connectionFailed
-        case .success(let answer): failedOver = answer.status >= 500
+        case .success(let answer): (failedOver, status) = (answer.status >= 500, answer.status)
         }
         return (answer, status, milliseconds, failedOver)
     }
 
-    /// Sends `request` and reads the whole answer by `deadline`.
-    private func exchange(_ request: HTTPClientRequest, deadline: ContinuousClock.Instant, collectHeaders: Bool) async throws
-        -> V3HTTPAnswer
-    {
-        let http = self.http
-        // async-http-client's own deadline ends the connecting and the head with its own
-        // errors (which say whether the backup may serve); ours, just after, ends the body.
-        return try await Self.within(deadline + .milliseconds(50)) {
-            let response: HTTPClientResponse
-            do {
-                response = try await http.execute(request, deadline: .now() + TimeAmount(deadline - .now))
-            } catch let error as HTTPParserError {
-                throw UnreadableHead(parserError: error)
-            }
-            let buffer = try await response.body.collect(upTo: FlatXML.maximumBodySize)
-            var signed: [String: String] = [:]
-            if collectHeaders {
-                for header in response.headers where header.name.lowercased().hasPrefix("wechatpay-") {
-                    signed[header.name.lowercased()] = header.value
-                }
-            }
-            return V3HTTPAnswer(status: Int(response.status.code), headers: signed, body: Array(buffer: buffer))
+    /// Sends one request on a pooled connection and reads the whole answer by `deadline`.
+    /// A cancelled caller closes the connection, which ends the exchange at once.
+    private func exchange(
+        _ request: (head: HTTPRequestHead, body: ByteBuffer?, collectHeaders: Bool), with base: BaseURL,
+        by deadline: NIODeadline
+    ) async throws -> V3HTTPAnswer {
+        let channel = try await connections.connection(to: base, connectBy: min(deadline, .now() + Self.connectTimeout))
+        let answer = channel.eventLoop.makePromise(of: V3HTTPAnswer.self)
+        channel.writeAndFlush(
+            OutgoingRequest(
+                head: request.head, body: request.body, collectHeaders: request.collectHeaders, deadline: deadline,
+                answer: answer),
+            promise: nil)
+        return try await withTaskCancellationHandler {
+            try await answer.futureResult.get()
+        } onCancel: {
+            channel.close(promise: nil)
         }
     }
 
-    /// The bytes where this answer's head should start could not be parsed.
-    struct UnreadableHead: Error {
-        let parserError: HTTPParserError
-    }
-
-    /// The whole call, head and body, did not finish by its deadline.
-    struct CallDeadlineExceeded: Error {}
-
-    /// Runs `work` and cancels it at `deadline` (async-http-client's own deadline covers the
-    /// request only up to the response head; a body that trickles in would outlive it).
-    static func within<T: Sendable>(
-        _ deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async throws -> T
-    ) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await work() }
-            group.addTask {
-                try await Task.sleep(until: deadline, clock: .continuous)
-                throw CallDeadlineExceeded()
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw CancellationError() }
-            return first
-        }
-    }
+    /// Connecting waits this long at most (less if the call's deadline is nearer).
+    static let connectTimeout = TimeAmount.seconds(5)
 
     /// A sentence for a transport failure, and whether the request can have reached WeChat Pay.
     static func describe(_ error: any Error) -> (String, FailureSymptom) {
         switch error {
         case let head as UnreadableHead:
             return ("the answer's head could not be read (\(head.parserError))", .noAnswer)
-        case is CallDeadlineExceeded:
+        case TransportFailure.timedOut(headArrived: true):
             return ("timed out (the whole answer, body included, did not arrive in time)", .noAnswer)
-        case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout:
+        case TransportFailure.timedOut(headArrived: false):
             return ("timed out", .noAnswer)
-        case let error as HTTPClientError where error == .remoteConnectionClosed:
+        case TransportFailure.closedEarly:
             return ("the connection was closed before a full answer arrived", .noAnswer)
-        case let error as HTTPClientError where error == .connectTimeout:
+        case ChannelError.connectTimeout:
             return ("connecting timed out", .connectionFailed)
+        case let error as HTTPParserError:
+            return ("the answer could not be read (\(error))", .noAnswer)
         case is NIOConnectionError, is NIOSSLError, is ChannelError:
             return ("could not connect (\(error))", .connectionFailed)
         case let error as IOError:
