@@ -27,10 +27,16 @@ final class HTTP1ConnectionPool: Sendable {
     let maxIdlePerHost: Int
     let idleTimeout: TimeAmount
     private let state = Mutex(State())
+    let tlsConfiguration: TLSConfiguration
+    /// Made on the first `https` connection: loading the trust store takes a while.
     private let tls: Mutex<NIOSSLContext?> = Mutex(nil)
 
-    init(group: any EventLoopGroup, maxIdlePerHost: Int, idleTimeout: TimeAmount = .seconds(60)) {
+    init(
+        group: any EventLoopGroup, maxIdlePerHost: Int, idleTimeout: TimeAmount = .seconds(60),
+        tls: TLSConfiguration = .makeClientConfiguration()
+    ) {
         self.group = group
+        self.tlsConfiguration = tls
         self.maxIdlePerHost = max(1, maxIdlePerHost)
         self.idleTimeout = idleTimeout
     }
@@ -88,7 +94,7 @@ final class HTTP1ConnectionPool: Sendable {
     private func tlsContext() throws -> NIOSSLContext {
         try tls.withLock { context in
             if let context { return context }
-            let made = try NIOSSLContext(configuration: .makeClientConfiguration())
+            let made = try NIOSSLContext(configuration: tlsConfiguration)
             context = made
             return made
         }

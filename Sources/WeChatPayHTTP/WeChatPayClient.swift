@@ -37,9 +37,19 @@ public final class WeChatPayClient: Sendable {
     let bases: [String: BaseURL]
     let connections: HTTP1ConnectionPool
 
-    public init(
+    public convenience init(
         baseURL: String, backupBaseURL: String? = nil, timeoutSeconds: Double, maxConnections: Int,
         probeIntervalSeconds: Double = 30, clock: any DaemonClock = SystemClock()
+    ) {
+        self.init(
+            baseURL: baseURL, backupBaseURL: backupBaseURL, timeoutSeconds: timeoutSeconds, maxConnections: maxConnections,
+            probeIntervalSeconds: probeIntervalSeconds, clock: clock, tls: .makeClientConfiguration())
+    }
+
+    /// As the public initializer, with the TLS configuration given (tests trust their own certificates).
+    init(
+        baseURL: String, backupBaseURL: String? = nil, timeoutSeconds: Double, maxConnections: Int,
+        probeIntervalSeconds: Double = 30, clock: any DaemonClock = SystemClock(), tls: TLSConfiguration
     ) {
         self.hosts = HostSelector(
             primary: baseURL, backup: backupBaseURL, probeInterval: .milliseconds(Int64(probeIntervalSeconds * 1000)),
@@ -49,7 +59,8 @@ public final class WeChatPayClient: Sendable {
         bases = Dictionary(
             [baseURL, backupBaseURL].compactMap { text in text.flatMap { BaseURL($0) }.map { (text!, $0) } }
         ) { first, _ in first }
-        connections = HTTP1ConnectionPool(group: MultiThreadedEventLoopGroup.singleton, maxIdlePerHost: maxConnections)
+        connections = HTTP1ConnectionPool(
+            group: MultiThreadedEventLoopGroup.singleton, maxIdlePerHost: maxConnections, tls: tls)
     }
 
     /// Closes one order. Never throws: a failure to get a usable answer is a `.retry` verdict.
@@ -210,7 +221,8 @@ public final class WeChatPayClient: Sendable {
                     UnusableAnswer(message: "no usable answer from WeChat Pay: \(reason); will retry", symptom: symptom))
             }
         } else {
-            answer = .failure(UnusableAnswer(message: "not sent: \(host) is not an http or https URL", symptom: .connectionFailed))
+            answer = .failure(
+                UnusableAnswer(message: "not sent: \(host) is not an http or https URL", symptom: .connectionFailed))
         }
         let elapsed = ContinuousClock.now - started
         let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
@@ -261,7 +273,7 @@ public final class WeChatPayClient: Sendable {
             return ("connecting timed out", .connectionFailed)
         case let error as HTTPParserError:
             return ("the answer could not be read (\(error))", .noAnswer)
-        case is NIOConnectionError, is NIOSSLError, is ChannelError:
+        case is NIOConnectionError, is NIOSSLError, is NIOSSLExtraError, is ChannelError:
             return ("could not connect (\(error))", .connectionFailed)
         case let error as IOError:
             let connection = [ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENETUNREACH].contains(error.errnoCode)

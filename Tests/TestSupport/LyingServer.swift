@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A raw TCP server on a free loopback port that answers HTTP/1.1 requests with whatever
 /// bytes a test scripts, at whatever pace: a body that trickles in, a 204 that carries a
@@ -11,6 +12,8 @@ public final class LyingServer: Sendable {
     /// One request as it arrived.
     public struct Request: Sendable {
         public let index: Int
+        /// Which connection it came on: 0 for the first the server accepted, and so on.
+        public let connection: Int
         public let method: String
         public let path: String
         public let headers: [String: String]
@@ -45,13 +48,29 @@ public final class LyingServer: Sendable {
         self.port = channel.localAddress?.port ?? 0
     }
 
-    public static func start(_ script: @escaping Script) async throws -> LyingServer {
+    /// Starts the server; with `tls` (a certificate and its key, PEM), it speaks HTTPS.
+    public static func start(
+        tls: (certificatePEM: String, privateKeyPEM: String)? = nil, _ script: @escaping Script
+    ) async throws -> LyingServer {
         let log = NIOLockedValueBox<[Request]>([])
+        let connections = NIOLockedValueBox(0)
+        let context = try tls.map { tls in
+            try NIOSSLContext(
+                configuration: .makeServerConfiguration(
+                    certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(tls.certificatePEM.utf8), format: .pem))],
+                    privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(tls.privateKeyPEM.utf8), format: .pem))))
+        }
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ScriptedHandler(script: script, log: log))
+                    let connection = connections.withLockedValue { count in
+                        defer { count += 1 }
+                        return count
+                    }
+                    if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
+                    try channel.pipeline.syncOperations.addHandler(
+                        ScriptedHandler(script: script, log: log, connection: connection))
                 }
             }
             .bind(host: "127.0.0.1", port: 0)
@@ -93,12 +112,14 @@ private final class ScriptedHandler: ChannelInboundHandler, @unchecked Sendable 
 
     let script: LyingServer.Script
     let log: NIOLockedValueBox<[LyingServer.Request]>
+    let connection: Int
     var buffer: [UInt8] = []
     var open: [Int] = []
 
-    init(script: @escaping LyingServer.Script, log: NIOLockedValueBox<[LyingServer.Request]>) {
+    init(script: @escaping LyingServer.Script, log: NIOLockedValueBox<[LyingServer.Request]>, connection: Int) {
         self.script = script
         self.log = log
+        self.connection = connection
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -129,7 +150,7 @@ private final class ScriptedHandler: ChannelInboundHandler, @unchecked Sendable 
         let requestLine = (lines.first ?? "").split(separator: " ")
         return log.withLockedValue { log in
             let request = LyingServer.Request(
-                index: log.count, method: requestLine.first.map(String.init) ?? "",
+                index: log.count, connection: connection, method: requestLine.first.map(String.init) ?? "",
                 path: requestLine.dropFirst().first.map(String.init) ?? "", headers: headers, body: body, arrived: .now)
             log.append(request)
             return request

@@ -1,0 +1,166 @@
+import Foundation
+import NIOSSL
+import TestSupport
+import Testing
+import WeChatPay
+
+@testable import WeChatPayHTTP
+
+/// The HTTP/1.1 client against a server that says what a test scripts: connections are kept
+/// alive and reused, dropped when the answer says so or when bytes arrive that nobody asked
+/// for; answers over 64 KB and redirects are not used; TLS checks the certificate's chain
+/// and name; every call ends by its deadline.
+@Suite struct HTTPClientTests {
+    static let order = OrderIdentity(appid: Fixtures.appid, mchID: Fixtures.mchID, outTradeNo: "HTTPCLIENT0001")
+    static let credentials = MerchantCredentials.v2(key: Fixtures.key, signType: .hmacSHA256)
+
+    func close(_ client: WeChatPayClient) async -> (CloseVerdict, Exchange) {
+        await client.close(Self.order, credentials: Self.credentials)
+    }
+
+    @Test func oneConnectionServesCallAfterCall() async throws {
+        let server = try await LyingServer.start { [.write(HostileServerTests.closedAnswer(to: $0))] }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        for _ in 1...3 {
+            #expect(await close(client).0.outcome == .closed)
+        }
+        #expect(server.requests.map(\.connection) == [0, 0, 0])
+        let request = try #require(server.requests.first)
+        #expect(request.method == "POST" && request.path == "/pay/closeorder")
+        #expect(request.headers["host"] == "127.0.0.1:\(server.port)")
+        #expect(request.headers["content-length"] == "\(request.body.count)")
+    }
+
+    @Test func anAnswerThatSaysCloseEndsItsConnection() async throws {
+        let server = try await LyingServer.start { request in
+            let answer = HostileServerTests.closedAnswer(to: request)
+            let head = Array("HTTP/1.1 200 OK\r\nConnection: close\r\n".utf8)
+            return [.write(head + answer.dropFirst("HTTP/1.1 200 OK\r\n".utf8.count)), .close]
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        #expect(await close(client).0.outcome == .closed)
+        #expect(await close(client).0.outcome == .closed)
+        #expect(server.requests.map(\.connection) == [0, 1])
+    }
+
+    @Test func bytesNobodyAskedForEndTheConnectionTheyArriveOn() async throws {
+        let server = try await LyingServer.start { request in
+            var steps: [LyingServer.Step] = [.write(HostileServerTests.closedAnswer(to: request))]
+            if request.index == 0 { steps += [.pause(.milliseconds(100)), .write(LyingServer.response(status: 200))] }
+            return steps
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        #expect(await close(client).0.outcome == .closed)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(await close(client).0.outcome == .closed, "the stray answer is not taken for this call's")
+        #expect(server.requests.map(\.connection) == [0, 1])
+    }
+
+    @Test func anAnswerOver64KBIsNotUsedAndItsConnectionIsDropped() async throws {
+        let server = try await LyingServer.start { request in
+            guard request.index == 0 else { return [.write(HostileServerTests.closedAnswer(to: request))] }
+            return [.write(LyingServer.response(status: 200, body: Array(repeating: UInt8(ascii: " "), count: 70_000)))]
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let (verdict, _) = await close(client)
+        #expect(verdict.outcome == .retry)
+        #expect(verdict.message.contains("exceeded \(FlatXML.maximumBodySize) bytes"), "\(verdict.message)")
+        #expect(await close(client).0.outcome == .closed)
+        #expect(server.requests.map(\.connection) == [0, 1])
+    }
+
+    @Test(arguments: [301, 302, 307, 308])
+    func aRedirectIsNotFollowed(status: Int) async throws {
+        let server = try await LyingServer.start { _ in
+            [.write(LyingServer.response(status: status, reason: "Moved", headers: [("Location", "/pay/elsewhere")]))]
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let (verdict, exchange) = await close(client)
+        #expect(verdict.outcome == .retry)
+        #expect(exchange.httpStatus == status)
+        #expect(server.requests.map(\.path) == ["/pay/closeorder"])
+    }
+
+    @Test func anAnswerThatNeverComesEndsAtTheTimeout() async throws {
+        let server = try await LyingServer.start { _ in [.pause(.seconds(5)), .close] }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 1, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let started = ContinuousClock.now
+        let (verdict, _) = await close(client)
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(verdict.outcome == .retry)
+        #expect(verdict.symptom == .noAnswer)
+        #expect(verdict.message.contains("timed out"), "\(verdict.message)")
+    }
+
+    @Test func aRefusedConnectionIsAConnectionFailure() async throws {
+        let client = WeChatPayClient(baseURL: "http://127.0.0.1:9", timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let (verdict, _) = await close(client)
+        #expect(verdict.outcome == .retry)
+        #expect(verdict.symptom == .connectionFailed, "\(verdict.message)")
+    }
+
+    // MARK: TLS
+
+    static func trusting(_ certificatePEM: String) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(certificatePEM.utf8), format: .pem)])
+        return tls
+    }
+
+    @Test func httpsToATrustedCertificateForTheHostWorks() async throws {
+        let server = try await LyingServer.start(tls: TLSTestCertificates.localhost) {
+            [.write(HostileServerTests.closedAnswer(to: $0))]
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(
+            baseURL: "https://localhost:\(server.port)", timeoutSeconds: 2, maxConnections: 4,
+            tls: try Self.trusting(TLSTestCertificates.localhost.certificatePEM))
+        defer { Task { await client.shutdown() } }
+        let (verdict, _) = await close(client)
+        #expect(verdict.outcome == .closed, "\(verdict.message)")
+        #expect(await close(client).0.outcome == .closed)
+        #expect(server.requests.map(\.connection) == [0, 0])
+    }
+
+    @Test func httpsToACertificateTheSystemDoesNotTrustSendsNothing() async throws {
+        let server = try await LyingServer.start(tls: TLSTestCertificates.localhost) {
+            [.write(HostileServerTests.closedAnswer(to: $0))]
+        }
+        defer { Task { await server.stop() } }
+        // The public initializer: the system's trust store, which knows no test certificate.
+        let client = WeChatPayClient(baseURL: "https://localhost:\(server.port)", timeoutSeconds: 2, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let (verdict, _) = await close(client)
+        #expect(verdict.outcome == .retry)
+        #expect(verdict.symptom == .connectionFailed, "\(verdict.message)")
+        #expect(verdict.message.contains("could not connect"), "\(verdict.message)")
+        #expect(server.requests.isEmpty)
+    }
+
+    @Test func httpsToACertificateForAnotherNameSendsNothing() async throws {
+        let server = try await LyingServer.start(tls: TLSTestCertificates.elsewhere) {
+            [.write(HostileServerTests.closedAnswer(to: $0))]
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(
+            baseURL: "https://localhost:\(server.port)", timeoutSeconds: 2, maxConnections: 4,
+            tls: try Self.trusting(TLSTestCertificates.elsewhere.certificatePEM))
+        defer { Task { await client.shutdown() } }
+        let (verdict, _) = await close(client)
+        #expect(verdict.symptom == .connectionFailed, "\(verdict.message)")
+        #expect(server.requests.isEmpty)
+    }
+}
