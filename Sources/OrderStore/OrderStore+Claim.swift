@@ -98,28 +98,29 @@ extension ClaimedOrder {
     /// Reads a claimed row's attempts, identity and previous outcome; fails naming the first
     /// column that cannot be used.
     init(
-        row: Row, id: Int64, leaseToken: String, leaseExpiresAt: Int64, recovered: Bool
+        row: Row, positions: ColumnPositions, id: Int64, leaseToken: String, leaseExpiresAt: Int64, recovered: Bool
     ) throws(ColumnProblem) {
-        let stored = try StoredValue.integer(row, "attempts") ?? 0
+        let stored = try StoredValue.integer(row, "attempts", positions: positions) ?? 0
         guard (0..<Int64(Self.maximumAttempts)).contains(stored) else {
             throw ColumnProblem(
                 column: "attempts", reason: "holds \(stored), not a count of attempts (0 to \(Self.maximumAttempts - 1))")
         }
         let attempt = Int(stored) + 1
         func required(_ name: String) throws(ColumnProblem) -> String {
-            guard let text = try StoredValue.text(row, name) else {
+            guard let text = try StoredValue.text(row, name, positions: positions) else {
                 throw ColumnProblem(column: name, reason: "is NULL")
             }
             return text
         }
         self.init(
             id: id, mchID: try required("mch_id"), appid: try required("appid"),
-            outTradeNo: try required("out_trade_no"), subMchID: try StoredValue.text(row, "sub_mch_id"),
-            subAppID: try StoredValue.text(row, "sub_appid"), attempt: attempt, leaseToken: leaseToken,
-            leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered,
-            previousErrCode: try StoredValue.text(row, "err_code"),
-            previousTradeState: try StoredValue.text(row, "trade_state"),
-            dueAt: Int64.fromDatabaseValue(row["due_at"] as DatabaseValue))
+            outTradeNo: try required("out_trade_no"),
+            subMchID: try StoredValue.text(row, "sub_mch_id", positions: positions),
+            subAppID: try StoredValue.text(row, "sub_appid", positions: positions), attempt: attempt,
+            leaseToken: leaseToken, leaseExpiresAt: leaseExpiresAt, recoveredFromExpiredLease: recovered,
+            previousErrCode: try StoredValue.text(row, "err_code", positions: positions),
+            previousTradeState: try StoredValue.text(row, "trade_state", positions: positions),
+            dueAt: positions.plain["due_at"].flatMap { Int64.fromDatabaseValue(row[$0] as DatabaseValue) })
     }
 }
 
@@ -199,6 +200,9 @@ extension OrderStore {
                     """),
             arguments: arguments)
         var batch = ClaimedBatch()
+        guard let first = rows.first else { return batch }
+        let positions = ColumnPositions(Array(first.columnNames))
+        let (idAt, stateAt) = (positions.plain["id"] ?? 0, positions.plain["state"] ?? 0)
         let claim = try db.cachedStatement(
             sql: """
                 UPDATE orders
@@ -207,14 +211,15 @@ extension OrderStore {
                  WHERE id = ?
                 """)
         for row in rows {
-            let id: Int64 = Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0
-            let recovered = String.fromDatabaseValue(row["state"] as DatabaseValue) == OrderState.closing.rawValue
+            let id: Int64 = Int64.fromDatabaseValue(row[idAt] as DatabaseValue) ?? 0
+            let recovered = String.fromDatabaseValue(row[stateAt] as DatabaseValue) == OrderState.closing.rawValue
             let order: ClaimedOrder
             do throws(ColumnProblem) {
                 order = try ClaimedOrder(
-                    row: row, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt, recovered: recovered)
+                    row: row, positions: positions, id: id, leaseToken: token, leaseExpiresAt: leaseExpiresAt,
+                    recovered: recovered)
             } catch {
-                let number = try? StoredValue.text(row, "out_trade_no")
+                let number = try? StoredValue.text(row, "out_trade_no", positions: positions)
                 batch.failedWithoutCall.append(try reject(db, id: id, outTradeNo: number, problem: error, now: now))
                 continue
             }

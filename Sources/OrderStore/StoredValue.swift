@@ -13,6 +13,29 @@ public struct ColumnProblem: Error, Sendable, Equatable, CustomStringConvertible
     public var description: String { "column \(column) \(reason)" }
 }
 
+/// Where a statement's select list put each column. GRDB finds a column by name with a
+/// case-insensitive search (a lowercased copy of each name) on every lookup, which a claim
+/// of hundreds of rows repeats thousands of times; these positions are found once per
+/// statement, and rows are then read by position.
+struct ColumnPositions {
+    /// Plain columns by name.
+    let plain: [String: Int]
+    /// Text columns selected with `StoredValue.textSelection`, by the column's own name.
+    let text: [String: (type: Int, bytes: Int)]
+
+    init(_ names: [String]) {
+        var plain: [String: Int] = [:]
+        for (position, name) in names.enumerated() where plain[name] == nil { plain[name] = position }
+        var text: [String: (type: Int, bytes: Int)] = [:]
+        for (name, position) in plain where name.hasSuffix("__type") {
+            let column = String(name.dropLast("__type".count))
+            if let bytes = plain[column + "__bytes"] { text[column] = (position, bytes) }
+        }
+        self.plain = plain
+        self.text = text
+    }
+}
+
 /// Reads values that SQLite holds but nobody checked: every accessor here fails (or shows
 /// the value as it is) instead of trapping, as GRDB's converting subscripts do when a value
 /// is not of the expected type.
@@ -26,10 +49,18 @@ enum StoredValue {
         "typeof(\(name)) AS \(name)__type, CAST(\(name) AS BLOB) AS \(name)__bytes"
     }
 
-    /// The exact text of column `name` (selected with `textSelection`), nil for NULL.
-    static func text(_ row: Row, _ name: String) throws(ColumnProblem) -> String? {
-        let type: String = String.fromDatabaseValue(row[name + "__type"] as DatabaseValue) ?? "null"
-        let bytes = Self.bytes(row[name + "__bytes"] as DatabaseValue)
+    /// The exact text of column `name` (selected with `textSelection`), nil for NULL; found
+    /// by position when `positions` are given.
+    static func text(_ row: Row, _ name: String, positions: ColumnPositions? = nil) throws(ColumnProblem) -> String? {
+        let typeValue: DatabaseValue
+        let bytesValue: DatabaseValue
+        if let at = positions?.text[name] {
+            (typeValue, bytesValue) = (row[at.type], row[at.bytes])
+        } else {
+            (typeValue, bytesValue) = (row[name + "__type"], row[name + "__bytes"])
+        }
+        let type: String = String.fromDatabaseValue(typeValue) ?? "null"
+        let bytes = Self.bytes(bytesValue)
         switch type {
         case "null":
             return nil
@@ -69,9 +100,9 @@ enum StoredValue {
         }
     }
 
-    /// Column `name` as a whole number, nil for NULL.
-    static func integer(_ row: Row, _ name: String) throws(ColumnProblem) -> Int64? {
-        let value = row[name] as DatabaseValue
+    /// Column `name` as a whole number, nil for NULL; found by position when `positions` are given.
+    static func integer(_ row: Row, _ name: String, positions: ColumnPositions? = nil) throws(ColumnProblem) -> Int64? {
+        let value = positions?.plain[name].map { row[$0] as DatabaseValue } ?? (row[name] as DatabaseValue)
         switch value.storage {
         case .null: return nil
         case .int64(let number): return number
