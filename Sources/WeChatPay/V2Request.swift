@@ -1,3 +1,6 @@
+import Glibc
+import Synchronization
+
 /// The API v2 endpoints closeorderd calls.
 public enum V2Endpoint: String, Sendable, CaseIterable {
     case closeOrder = "/pay/closeorder"
@@ -36,21 +39,42 @@ public enum V2Request {
 public enum Nonce {
     static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
 
-    /// 32 random characters from `0-9 A-Z a-z`, from the system's secure generator,
+    /// 32 random characters from `0-9 A-Z a-z`, from the kernel's secure generator,
     /// without modulo bias (bytes past the largest multiple of 62 are drawn again).
     public static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
         var characters: [UInt8] = []
         characters.reserveCapacity(32)
         while characters.count < 32 {
-            // Eight random bytes per system call.
-            var word = generator.next() as UInt64
-            for _ in 0..<8 where characters.count < 32 {
-                let byte = UInt8(truncatingIfNeeded: word)
-                word >>= 8
-                if byte < 248 { characters.append(alphabet[Int(byte % 62)]) }
+            for byte in randomBytes.take(32 - characters.count) where byte < 248 {
+                characters.append(alphabet[Int(byte % 62)])
             }
         }
         return String(decoding: characters, as: UTF8.self)
+    }
+
+    static let randomBytes = RandomBytes()
+}
+
+/// Random bytes from the kernel (`getentropy`), 256 at a time: a nonce costs a system call
+/// in about one of eight instead of four. Each byte is handed out once.
+final class RandomBytes: Sendable {
+    private let pool = Mutex((bytes: [UInt8](repeating: 0, count: 256), used: 256))
+
+    /// `count` (at most 256) bytes no one else gets.
+    func take(_ count: Int) -> ArraySlice<UInt8> {
+        pool.withLock { pool in
+            if pool.bytes.count - pool.used < count {
+                pool.bytes.withUnsafeMutableBytes { buffer in
+                    // getentropy fails only for more than 256 bytes or without getrandom (Linux < 3.17).
+                    if getentropy(buffer.baseAddress!, buffer.count) != 0 {
+                        var generator = SystemRandomNumberGenerator()
+                        for index in buffer.indices { buffer[index] = generator.next() as UInt8 }
+                    }
+                }
+                pool.used = 0
+            }
+            defer { pool.used += count }
+            return pool.bytes[pool.used..<pool.used + count]
+        }
     }
 }

@@ -47,9 +47,11 @@ extension Reaper {
         _ order: ClaimedOrder, policy: AttemptPolicy, making call: (AttemptPolicy.Step) async -> AttemptPolicy.Answer
     ) async -> AttemptPolicy.Decision {
         var answers: [AttemptPolicy.Answer] = []
+        // One draw per attempt: only its decision waits, and each draw is a system call.
+        let jitter = Double.random(in: 0...1)
         while true {
             let circumstances = AttemptPolicy.Circumstances(
-                now: clock.secondsSince1970, outageUnderWay: breaker.isOpen, jitter: .random(in: 0...1))
+                now: clock.secondsSince1970, outageUnderWay: breaker.isOpen, jitter: jitter)
             let step = policy.next(for: order, after: answers, in: circumstances)
             if case .record(let decision) = step { return decision }
             answers.append(await call(step))
