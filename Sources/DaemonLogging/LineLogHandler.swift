@@ -12,9 +12,13 @@ public struct LineLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     let syslogPrefixes: Bool
+    let sink: LineSink
 
-    public init(syslogPrefixes: Bool = false) {
+    /// A handler writing to `sink`: lines below `warning` are buffered briefly and written
+    /// together (see `LineSink`).
+    public init(syslogPrefixes: Bool = false, sink: LineSink = .standardError) {
         self.syslogPrefixes = syslogPrefixes
+        self.sink = sink
     }
 
     /// The syslog priority of a level, as `sd-daemon(3)` prefixes expect.
@@ -35,7 +39,7 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        FileHandle.standardError.write(Data(line(for: event).utf8))
+        sink.append(line(for: event), urgent: event.level >= .warning)
     }
 
     /// The text written for one event, newline included. Control characters (CR, LF, ESC,

@@ -56,6 +56,7 @@ enum ExitCodes {
 /// Prints one line to stderr and exits with `code`.
 func exitWithMessage(_ message: String, code: Int32) -> Never {
     // The message may quote what a user typed or a file held: control characters are escaped.
+    LineSink.standardError.flush()
     FileHandle.standardError.write(Data("closeorderd: \(Untrusted.escapingControls(message))\n".utf8))
     exit(code)
 }
@@ -74,6 +75,7 @@ func loadConfiguration(_ options: DatabaseOptions, readKeys: Bool = true, readCr
 
 /// Writes to stdout at once (not buffered), so it interleaves correctly with log lines on stderr.
 func output(_ text: String) {
+    LineSink.standardError.flush()
     FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
 

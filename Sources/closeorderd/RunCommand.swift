@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfigurationFile
+import DaemonLogging
 import Foundation
 import Logging
 import MetricsEndpoint
@@ -194,6 +195,7 @@ final class StartupSignals: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: number)
             source.setEventHandler { [unowned self] in
                 guard !handedOver.load(ordering: .acquiring) else { return }
+                LineSink.standardError.flush()
                 FileHandle.standardError.write(Data("closeorderd: stopped while starting; nothing was in flight\n".utf8))
                 exit(0)
             }
@@ -248,6 +250,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = loadConfiguration(options, readCredentials: !skipCredentials)
         for warning in configuration.warnings {
+            LineSink.standardError.flush()
             FileHandle.standardError.write(Data("closeorderd: warning: \(warning)\n".utf8))
         }
         output(
