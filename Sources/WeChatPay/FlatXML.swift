@@ -18,20 +18,26 @@ public enum FlatXML {
     /// `<xml>` with one child per field, in name order, each value in CDATA (a `]]>` inside
     /// a value is split across two CDATA sections).
     public static func encode(_ fields: [String: String]) -> String {
-        var out: [UInt8] = Array("<xml>".utf8)
-        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
-            out += Array("<\(name)><![CDATA[".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(fields.reduce(11) { $0 + 2 * $1.key.utf8.count + $1.value.utf8.count + 17 })
+        out.append(contentsOf: "<xml>".utf8)
+        for (name, value) in fields.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+            out.append(UInt8(ascii: "<"))
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: "><![CDATA[".utf8)
             var closing = 0  // how many of "]]" precede the current byte
             for byte in value.utf8 {
                 if byte == UInt8(ascii: ">") && closing >= 2 {
-                    out += Array("]]><![CDATA[".utf8)
+                    out.append(contentsOf: "]]><![CDATA[".utf8)
                 }
                 out.append(byte)
                 closing = byte == UInt8(ascii: "]") ? closing + 1 : 0
             }
-            out += Array("]]></\(name)>".utf8)
+            out.append(contentsOf: "]]></".utf8)
+            out.append(contentsOf: name.utf8)
+            out.append(UInt8(ascii: ">"))
         }
-        out += Array("</xml>".utf8)
+        out.append(contentsOf: "</xml>".utf8)
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -190,20 +196,27 @@ private struct Reader {
 
     func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
 
-    func startsWith(_ text: String) -> Bool {
-        let needle = Array(text.utf8)
-        guard position + needle.count <= bytes.count else { return false }
-        return bytes[position..<(position + needle.count)].elementsEqual(needle)
+    /// Whether the bytes at `position` are `text` (a literal: no array is made per test).
+    func startsWith(_ text: StaticString) -> Bool {
+        matches(text, at: position)
     }
 
-    func find(_ text: String) -> Int? {
-        let needle = Array(text.utf8)
+    /// Where `text` next occurs from `position`.
+    func find(_ text: StaticString) -> Int? {
         var index = position
-        while index + needle.count <= bytes.count {
-            if bytes[index..<(index + needle.count)].elementsEqual(needle) { return index }
+        while index + text.utf8CodeUnitCount <= bytes.count {
+            if matches(text, at: index) { return index }
             index += 1
         }
         return nil
+    }
+
+    private func matches(_ text: StaticString, at start: Int) -> Bool {
+        let count = text.utf8CodeUnitCount
+        guard start + count <= bytes.count else { return false }
+        let needle = UnsafeBufferPointer(start: text.utf8Start, count: count)
+        for offset in 0..<count where bytes[start + offset] != needle[offset] { return false }
+        return true
     }
 
     mutating func readName() -> String {

@@ -14,18 +14,36 @@ import Foundation
 public enum Signature {
     /// The string that is hashed, without the key; exposed for tests and diagnostics.
     public static func canonicalString(_ parameters: [String: String]) -> String {
-        parameters
-            .filter { $0.key != "sign" && !$0.value.isEmpty }
-            .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-            .map { "\($0.key)=\($0.value)" }
-            .joined(separator: "&")
+        String(decoding: canonicalBytes(parameters, reserving: 0), as: UTF8.self)
+    }
+
+    /// `canonicalString` as bytes, with room for `reserving` more, built without
+    /// intermediate strings: every request and answer is signed this way.
+    static func canonicalBytes(_ parameters: [String: String], reserving extra: Int) -> [UInt8] {
+        var names: [String] = []
+        names.reserveCapacity(parameters.count)
+        var length = extra
+        for (name, value) in parameters where name != "sign" && !value.isEmpty {
+            names.append(name)
+            length += name.utf8.count + value.utf8.count + 2
+        }
+        names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(length)
+        for name in names {
+            if !bytes.isEmpty { bytes.append(UInt8(ascii: "&")) }
+            bytes.append(contentsOf: name.utf8)
+            bytes.append(UInt8(ascii: "="))
+            bytes.append(contentsOf: parameters[name]!.utf8)
+        }
+        return bytes
     }
 
     /// The upper-case hex signature of `parameters` (any `sign` among them is ignored).
     public static func sign(_ parameters: [String: String], key: MerchantKey, type: SignType) -> String {
-        var message = Array(canonicalString(parameters).utf8)
-        message += Array("&key=".utf8)
-        message += key.bytes
+        var message = canonicalBytes(parameters, reserving: 5 + key.bytes.count)
+        message.append(contentsOf: "&key=".utf8)
+        message.append(contentsOf: key.bytes)
         switch type {
         case .md5:
             return hex(Insecure.MD5.hash(data: message))
@@ -57,12 +75,14 @@ public enum Signature {
         return difference == 0
     }
 
+    private static let hexDigits = Array("0123456789ABCDEF".utf8)
+
     private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        let digits = Array("0123456789ABCDEF".utf8)
         var out = [UInt8]()
+        out.reserveCapacity(64)
         for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
         }
         return String(decoding: out, as: UTF8.self)
     }
