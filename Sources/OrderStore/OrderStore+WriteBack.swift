@@ -129,29 +129,28 @@ extension OrderStore {
     /// The fenced update: the row changes only while `closing` under the record's lease token.
     private static func update(_ record: AttemptRecord, in db: Database) throws -> WriteBackResult {
         let lastError: String? = record.newState == .closed ? nil : record.message
+        // Numbered parameters (bound by position; ?1 and ?12 appear twice): binding by name
+        // looked each name up per record.
         try db.cachedStatement(
             sql: """
                 UPDATE orders
-                   SET state = :state, next_attempt_at = :next, err_code = :errCode,
-                       err_code_des = :errCodeDes, last_error = :lastError,
-                       attempts = attempts - :refund,
-                       trade_state = coalesce(:tradeState, trade_state),
-                       transaction_id = coalesce(:transactionID, transaction_id),
-                       total_fee = coalesce(:totalFee, total_fee),
-                       time_end = coalesce(:timeEnd, time_end),
-                       trade_type = coalesce(:tradeType, trade_type),
-                       closed_at = CASE WHEN :state = 'closed' THEN :now ELSE closed_at END,
-                       lease_token = NULL, lease_expires_at = NULL, updated_at = :now
-                 WHERE id = :id AND state = 'closing' AND lease_token = :token
+                   SET state = ?1, next_attempt_at = ?2, err_code = ?3,
+                       err_code_des = ?4, last_error = ?5,
+                       attempts = attempts - ?6,
+                       trade_state = coalesce(?7, trade_state),
+                       transaction_id = coalesce(?8, transaction_id),
+                       total_fee = coalesce(?9, total_fee),
+                       time_end = coalesce(?10, time_end),
+                       trade_type = coalesce(?11, trade_type),
+                       closed_at = CASE WHEN ?1 = 'closed' THEN ?12 ELSE closed_at END,
+                       lease_token = NULL, lease_expires_at = NULL, updated_at = ?12
+                 WHERE id = ?13 AND state = 'closing' AND lease_token = ?14
                 """
         ).execute(
             arguments: [
-                "state": record.newState.rawValue, "next": record.nextAttemptAt, "errCode": record.errCode,
-                "errCodeDes": record.errCodeDes, "lastError": lastError, "refund": record.refundsAttempt ? 1 : 0,
-                "tradeState": record.tradeState, "transactionID": record.payment?.transactionID,
-                "totalFee": record.payment?.totalFee, "timeEnd": record.payment?.timeEnd,
-                "tradeType": record.payment?.tradeType, "now": record.finishedAt, "id": record.orderID,
-                "token": record.leaseToken,
+                record.newState.rawValue, record.nextAttemptAt, record.errCode, record.errCodeDes, lastError,
+                record.refundsAttempt ? 1 : 0, record.tradeState, record.payment?.transactionID, record.payment?.totalFee,
+                record.payment?.timeEnd, record.payment?.tradeType, record.finishedAt, record.orderID, record.leaseToken,
             ])
         if db.changesCount == 1 { return .applied }
         let current = try String.fetchOne(db, sql: "SELECT state FROM orders WHERE id = ?", arguments: [record.orderID])
