@@ -287,7 +287,10 @@ import Testing
         #expect(!daemon.stderr.contains("migrated the database"), "still waiting for the lock")
         try await lock.release()
         try await DaemonProcess.waitUntil(timeout: 60, "ready") { try await httpGet("\(url)/-/ready").status == 200 }
-        #expect(daemon.stderr.contains("migrated the database"))
+        // Info lines reach stderr within 50 ms of being logged (they are written in batches).
+        try await DaemonProcess.waitUntil(timeout: 10, "the migration is logged") {
+            daemon.stderr.contains("migrated the database")
+        }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: 20) == 0)
     }

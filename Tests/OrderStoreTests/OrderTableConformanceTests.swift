@@ -213,6 +213,29 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     }
 
     @Test(arguments: Engine.allCases)
+    func aBatchFencesEachRecordAloneAndKeepsEveryHistoryLineInOrder(engine: Engine) async throws {
+        try await with(engine) { harness in
+            for number in ["MIXED00001", "MIXED00002", "MIXED00003"] { try await insert(harness, number) }
+            let orders = try await claim(harness).sorted { $0.outTradeNo < $1.outTradeNo }
+            try #require(orders.count == 3)
+            try await harness.setState(of: "MIXED00002", to: .paid)
+            let records = [record(orders[0], .closed, calls: 2), record(orders[1], .closed), record(orders[2], .pending)]
+            #expect(
+                try await harness.table.record(records) == [.applied, .superseded(currentState: .paid), .applied],
+                "each record's result, in the records' order")
+            #expect(try await row(harness, "MIXED00001").state == .closed)
+            #expect(try await row(harness, "MIXED00002").state == .paid, "the app's edit stands")
+            #expect(try await row(harness, "MIXED00003").state == .pending)
+            #expect(try await history(harness, "MIXED00001").map(\.call) == [.closeorder, .orderquery])
+            #expect(try await history(harness, "MIXED00001").allSatisfy { !$0.message.contains("not written") })
+            #expect(
+                try await history(harness, "MIXED00002").map(\.message).last?.hasSuffix(
+                    WriteBackResult.superseded(currentState: .paid).historyNote) == true)
+            #expect(try await history(harness, "MIXED00003").count == 1)
+        }
+    }
+
+    @Test(arguments: Engine.allCases)
     func aStaleLeaseCannotOverwriteANewerClaim(engine: Engine) async throws {
         try await with(engine) { harness in
             try await insert(harness, "STALE00001")
