@@ -14,7 +14,10 @@ struct OutgoingRequest {
 }
 
 /// Why a connection gave no answer.
-enum TransportFailure: Error, Equatable {
+enum TransportFailure: Error {
+    /// The request never left: the connection failed (closed, TLS refused) before it was
+    /// written, so WeChat Pay cannot have received it.
+    case notSent(any Error)
     /// The deadline passed; `headArrived` says whether the answer had begun.
     case timedOut(headArrived: Bool)
     /// The connection closed (or was closed) before the whole answer arrived.
@@ -46,6 +49,8 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
         var headers: [String: String] = [:]
         var body = ByteBuffer()
         var keepAlive = true
+        /// The request is written (to the socket, or through TLS): WeChat Pay may have it.
+        var sent = false
     }
 
     private var exchange: Exchange?
@@ -54,11 +59,32 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
 
     init(onFree: @escaping (any Channel) -> Void) { self.onFree = onFree }
 
+    /// Sends a request on `channel` (whose last handler is an `HTTP1ExchangeHandler`) and
+    /// waits for the whole answer, or its failure, by `deadline`. A channel that closed
+    /// before the request reached the handler fails the write, and the answer with it; a
+    /// cancelled caller closes the channel, which ends the exchange at once.
+    static func exchange(
+        head: HTTPRequestHead, body: ByteBuffer?, collectHeaders: Bool, on channel: any Channel, by deadline: NIODeadline
+    ) async throws -> V3HTTPAnswer {
+        let answer = channel.eventLoop.makePromise(of: V3HTTPAnswer.self)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { answer.fail(TransportFailure.notSent($0)) }
+        channel.writeAndFlush(
+            OutgoingRequest(head: head, body: body, collectHeaders: collectHeaders, deadline: deadline, answer: answer),
+            promise: written)
+        return try await withTaskCancellationHandler {
+            try await answer.futureResult.get()
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         promise?.succeed()
         guard exchange == nil, context.channel.isActive else {
-            request.answer.fail(TransportFailure.closedEarly)
+            // Closed (a TLS handshake refused, say) between leaving the pool and this write.
+            request.answer.fail(TransportFailure.notSent(TransportFailure.closedEarly))
             return
         }
         var started = Exchange(answer: request.answer, collectHeaders: request.collectHeaders)
@@ -72,9 +98,13 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let body = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let sent = context.eventLoop.makePromise(of: Void.self)
-        sent.futureResult.whenFailure { error in
+        sent.futureResult.whenComplete { result in
             let (handler, context) = bound.value
-            handler.end(.failure(error), context: context)
+            switch result {
+            // The exchange under way is this one: another starts only after a whole answer.
+            case .success: handler.exchange?.sent = true
+            case .failure(let error): handler.end(.failure(error), context: context)
+            }
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
     }
@@ -140,7 +170,7 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
             finished.answer.succeed(answer)
         case .failure(let error):
             context.close(promise: nil)
-            finished.answer.fail(error)
+            finished.answer.fail(finished.sent || error is UnreadableHead ? error : TransportFailure.notSent(error))
         }
     }
 }

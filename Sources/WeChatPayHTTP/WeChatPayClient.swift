@@ -236,23 +236,13 @@ public final class WeChatPayClient: Sendable {
     }
 
     /// Sends one request on a pooled connection and reads the whole answer by `deadline`.
-    /// A cancelled caller closes the connection, which ends the exchange at once.
     private func exchange(
         _ request: (head: HTTPRequestHead, body: ByteBuffer?, collectHeaders: Bool), with base: BaseURL,
         by deadline: NIODeadline
     ) async throws -> V3HTTPAnswer {
         let channel = try await connections.connection(to: base, connectBy: min(deadline, .now() + Self.connectTimeout))
-        let answer = channel.eventLoop.makePromise(of: V3HTTPAnswer.self)
-        channel.writeAndFlush(
-            OutgoingRequest(
-                head: request.head, body: request.body, collectHeaders: request.collectHeaders, deadline: deadline,
-                answer: answer),
-            promise: nil)
-        return try await withTaskCancellationHandler {
-            try await answer.futureResult.get()
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+        return try await HTTP1ExchangeHandler.exchange(
+            head: request.head, body: request.body, collectHeaders: request.collectHeaders, on: channel, by: deadline)
     }
 
     /// Connecting waits this long at most (less if the call's deadline is nearer).
@@ -261,6 +251,10 @@ public final class WeChatPayClient: Sendable {
     /// A sentence for a transport failure, and whether the request can have reached WeChat Pay.
     static func describe(_ error: any Error) -> (String, FailureSymptom) {
         switch error {
+        case TransportFailure.notSent(TransportFailure.closedEarly):
+            return ("could not connect (the connection was closed before the request was sent)", .connectionFailed)
+        case TransportFailure.notSent(let cause):
+            return ("could not connect (\(describe(cause).0))", .connectionFailed)
         case let head as UnreadableHead:
             return ("the answer's head could not be read (\(head.parserError))", .noAnswer)
         case TransportFailure.timedOut(headArrived: true):

@@ -1,5 +1,9 @@
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import NIOSSL
+import Synchronization
 import TestSupport
 import Testing
 import WeChatPay
@@ -110,6 +114,30 @@ import WeChatPay
         let (verdict, _) = await close(client)
         #expect(verdict.outcome == .retry)
         #expect(verdict.symptom == .connectionFailed, "\(verdict.message)")
+    }
+
+    @Test func aConnectionThatClosedBeforeItsRequestFailsTheCallAtOnce() async throws {
+        let server = try await LyingServer.start { [.write(HostileServerTests.closedAnswer(to: $0))] }
+        defer { Task { await server.stop() } }
+        let pool = HTTP1ConnectionPool(group: MultiThreadedEventLoopGroup.singleton, maxIdlePerHost: 1)
+        let channel = try await pool.connection(to: try #require(BaseURL(server.baseURL)), connectBy: .now() + .seconds(2))
+        // Closed between leaving the pool and the write: the request never reaches the handler.
+        try await channel.close()
+        let outcome = Mutex<Result<V3HTTPAnswer, any Error>?>(nil)
+        Task {
+            do {
+                let answer = try await HTTP1ExchangeHandler.exchange(
+                    head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/pay/closeorder"), body: nil,
+                    collectHeaders: false, on: channel, by: .now() + .seconds(60))
+                outcome.withLock { $0 = .success(answer) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+        }
+        // Polled, not awaited: a call that hangs must fail this test, not hang it.
+        try await DaemonProcess.waitUntil(timeout: 5, "the call ends") { outcome.withLock { $0 != nil } }
+        #expect(throws: (any Error).self) { try outcome.withLock { $0 }?.get() }
+        #expect(server.requests.isEmpty)
     }
 
     // MARK: TLS
