@@ -41,15 +41,17 @@ final class HTTP1ConnectionPool: Sendable {
         self.idleTimeout = idleTimeout
     }
 
-    /// A connection to `base` with no exchange under way: an idle one, or a new one,
-    /// connected (and for `https`, past its TLS handshake's start) by `connectBy`.
-    func connection(to base: BaseURL, connectBy deadline: NIODeadline) async throws -> any Channel {
+    /// A connection to `base` with no exchange under way: an idle one (`reused`) unless
+    /// `reuse` is false, or a new one, connected by `connectBy`.
+    func connection(to base: BaseURL, connectBy deadline: NIODeadline, reuse: Bool = true) async throws -> (
+        channel: any Channel, reused: Bool
+    ) {
         let now = NIODeadline.now()
-        while let idle = state.withLock({ $0.idle[base]?.popLast() }) {
-            if idle.channel.isActive && now - idle.since < idleTimeout { return idle.channel }
+        while reuse, let idle = state.withLock({ $0.idle[base]?.popLast() }) {
+            if idle.channel.isActive && now - idle.since < idleTimeout { return (idle.channel, true) }
             idle.channel.close(promise: nil)
         }
-        return try await connect(to: base, by: deadline)
+        return (try await connect(to: base, by: deadline), false)
     }
 
     /// Closes every idle connection; connections in use close when their exchange ends.

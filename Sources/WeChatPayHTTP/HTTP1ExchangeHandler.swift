@@ -54,6 +54,10 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
     }
 
     private var exchange: Exchange?
+    /// A whole answer read, delivered (and the connection freed) once the rest of the read
+    /// is handled: bytes right behind it that nobody asked for must close the connection
+    /// before another call can take it.
+    private var whole: (answer: EventLoopPromise<V3HTTPAnswer>, value: V3HTTPAnswer, keepAlive: Bool)?
     /// Called on the event loop when a whole keep-alive answer leaves the connection free.
     private let onFree: (any Channel) -> Void
 
@@ -112,6 +116,7 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard var current = exchange else {
             // An answer nobody asked for: whatever this connection reads next is suspect.
+            whole?.keepAlive = false
             context.close(promise: nil)
             return
         }
@@ -140,7 +145,15 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliverWhole(context: context)
+        context.fireChannelReadComplete()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After a whole answer, the error is about bytes nobody asked for: the answer stands.
+        whole?.keepAlive = false
+        deliverWhole(context: context)
         if let parserError = error as? HTTPParserError, exchange?.status == nil {
             end(.failure(UnreadableHead(parserError: parserError)), context: context)
         } else {
@@ -150,27 +163,36 @@ final class HTTP1ExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deliverWhole(context: context)
         end(.failure(TransportFailure.closedEarly), context: context)
         context.fireChannelInactive()
     }
 
-    /// Completes the exchange under way, if any; the connection goes back to its pool only
-    /// after a whole keep-alive answer.
+    /// Ends the exchange under way, if any: a whole answer waits for the end of the read
+    /// (`deliverWhole`); a failure closes the connection and fails the call at once.
     private func end(_ result: Result<V3HTTPAnswer, any Error>, context: ChannelHandlerContext) {
         guard let finished = exchange else { return }
         exchange = nil
         finished.timer?.cancel()
         switch result {
         case .success(let answer):
-            if finished.keepAlive {
-                onFree(context.channel)
-            } else {
-                context.close(promise: nil)
-            }
-            finished.answer.succeed(answer)
+            whole = (finished.answer, answer, finished.keepAlive)
         case .failure(let error):
             context.close(promise: nil)
             finished.answer.fail(finished.sent || error is UnreadableHead ? error : TransportFailure.notSent(error))
         }
+    }
+
+    /// Delivers the whole answer read, if any; the connection goes back to its pool only if
+    /// the answer allows keep-alive and nothing else arrived behind it.
+    private func deliverWhole(context: ChannelHandlerContext) {
+        guard let delivered = whole else { return }
+        whole = nil
+        if delivered.keepAlive && context.channel.isActive {
+            onFree(context.channel)
+        } else {
+            context.close(promise: nil)
+        }
+        delivered.answer.succeed(delivered.value)
     }
 }

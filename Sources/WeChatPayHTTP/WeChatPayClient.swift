@@ -240,9 +240,18 @@ public final class WeChatPayClient: Sendable {
         _ request: (head: HTTPRequestHead, body: ByteBuffer?, collectHeaders: Bool), with base: BaseURL,
         by deadline: NIODeadline
     ) async throws -> V3HTTPAnswer {
-        let channel = try await connections.connection(to: base, connectBy: min(deadline, .now() + Self.connectTimeout))
-        return try await HTTP1ExchangeHandler.exchange(
-            head: request.head, body: request.body, collectHeaders: request.collectHeaders, on: channel, by: deadline)
+        let connectBy = min(deadline, .now() + Self.connectTimeout)
+        let (channel, reused) = try await connections.connection(to: base, connectBy: connectBy)
+        do {
+            return try await HTTP1ExchangeHandler.exchange(
+                head: request.head, body: request.body, collectHeaders: request.collectHeaders, on: channel, by: deadline)
+        } catch TransportFailure.notSent where reused {
+            // A kept-alive connection that closed as it was taken (the server's idle timeout,
+            // say): the request never left, so it goes once more, on a new connection.
+            let (fresh, _) = try await connections.connection(to: base, connectBy: connectBy, reuse: false)
+            return try await HTTP1ExchangeHandler.exchange(
+                head: request.head, body: request.body, collectHeaders: request.collectHeaders, on: fresh, by: deadline)
+        }
     }
 
     /// Connecting waits this long at most (less if the call's deadline is nearer).

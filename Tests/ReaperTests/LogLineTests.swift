@@ -37,12 +37,12 @@ import Testing
         }
 
         /// Everything that arrives within `limit`, once `expected` bytes are in.
-        func waitFor(_ expected: Int, within limit: Duration = .seconds(5)) async throws -> String {
+        func waitFor(_ expected: Int, within limit: Duration = .seconds(30)) async throws -> String {
             let deadline = ContinuousClock.now + limit
-            var text = ""
+            var text = available()
             while text.utf8.count < expected && ContinuousClock.now < deadline {
-                text += available()
                 try await Task.sleep(for: .milliseconds(10))
+                text += available()
             }
             return text
         }
