@@ -60,11 +60,35 @@ extension PostgresOrderTable {
 
     /// The claim: `$1` now, `$2` the minimum-age cutoff, `$3` the no-deadline cutoff, `$4`
     /// the minimum age and `$5` the payment timeout in seconds, `$6` the limit, `$7` the
-    /// lease token, `$8` the lease's expiry. Returns each claimed row with its previous state.
+    /// lease token, `$8` the lease's expiry, `$9` how many candidates each kind of due row
+    /// offers. Returns each claimed row with its previous state.
+    ///
+    /// The candidates are the earliest of each kind, each read in its partial index's order
+    /// (deadline, creation, lease expiry) and no further, so that a claim reads about `$9`
+    /// rows a kind however large the backlog; sorting every due row by due time made each
+    /// claim read the whole backlog. Of them, the `$6` most overdue that no other daemon is
+    /// claiming right now are taken, the due rules checked again on each row as it is locked.
     static let claimSQL = """
-        WITH due AS (
+        WITH candidates AS (
+            (SELECT id FROM orders
+              WHERE state = 'pending' AND expires_at IS NOT NULL
+                AND expires_at <= to_timestamp($1) AND created_at <= to_timestamp($2)
+                AND (next_attempt_at IS NULL OR next_attempt_at <= to_timestamp($1))
+              ORDER BY expires_at LIMIT $9)
+            UNION ALL
+            (SELECT id FROM orders
+              WHERE state = 'pending' AND expires_at IS NULL
+                AND created_at <= to_timestamp($3)
+                AND (next_attempt_at IS NULL OR next_attempt_at <= to_timestamp($1))
+              ORDER BY created_at LIMIT $9)
+            UNION ALL
+            (SELECT id FROM orders
+              WHERE state = 'closing' AND lease_expires_at <= to_timestamp($1)
+              ORDER BY lease_expires_at LIMIT $9)),
+        due AS (
             SELECT id, state AS previous_state FROM orders
-             WHERE \(PostgresSQL.due(now: "to_timestamp($1)", ageCutoff: "to_timestamp($2)", deadlineCutoff: "to_timestamp($3)"))
+             WHERE id IN (SELECT id FROM candidates)
+               AND (\(PostgresSQL.due(now: "to_timestamp($1)", ageCutoff: "to_timestamp($2)", deadlineCutoff: "to_timestamp($3)")))
              ORDER BY \(PostgresSQL.dueAt(minAge: "$4", timeout: "$5"))
              LIMIT $6
              FOR UPDATE SKIP LOCKED)
@@ -76,6 +100,10 @@ extension PostgresOrderTable {
                   o.sub_appid, o.err_code, o.trade_state,
                   \(PostgresSQL.epoch(PostgresSQL.dueAt("o.", minAge: "$4", timeout: "$5")))
         """
+
+    /// How many candidates of each kind a claim of `limit` reads: enough to spare for
+    /// rows other daemons hold locked at the same moment.
+    static func candidates(forLimit limit: Int) -> Int64 { Int64(max(4 * limit, 64)) }
 
     /// Claims up to `limit` due orders in one statement, most overdue first: `FOR UPDATE
     /// SKIP LOCKED` passes over rows another daemon is claiming right now, and each row
@@ -95,7 +123,7 @@ extension PostgresOrderTable {
                         Self.claimSQL,
                         binding: [
                             bounds.now, bounds.ageCutoff, bounds.deadlineCutoff, bounds.minAge, bounds.timeout, Int64(limit),
-                            token, leaseExpiresAt,
+                            token, leaseExpiresAt, Self.candidates(forLimit: limit),
                         ]),
                     logger: logger)
                 var batch = ClaimedBatch()
