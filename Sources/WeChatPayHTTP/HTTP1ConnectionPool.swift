@@ -69,7 +69,6 @@ final class HTTP1ConnectionPool: Sendable {
         let serverName = base.hostIsAddress ? nil : base.host
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(max(.milliseconds(1), deadline - .now()))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations

@@ -56,9 +56,9 @@ public final class WeChatPayClient: Sendable {
             clock: clock)
         self.clock = clock
         self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
-        bases = Dictionary(
-            [baseURL, backupBaseURL].compactMap { text in text.flatMap { BaseURL($0) }.map { (text!, $0) } }
-        ) { first, _ in first }
+        var bases: [String: BaseURL] = [:]
+        for text in [baseURL, backupBaseURL].compactMap({ $0 }) { bases[text] = BaseURL(text) }
+        self.bases = bases
         connections = HTTP1ConnectionPool(
             group: MultiThreadedEventLoopGroup.singleton, maxIdlePerHost: maxConnections, tls: tls)
     }

@@ -255,6 +255,21 @@ import Testing
         }
     }
 
+    /// The simulator and the daemon each once set SO_DEBUG (`.socketOption(.tcp_nodelay)`:
+    /// TCP_NODELAY's number at the socket level), which only a process with CAP_NET_ADMIN
+    /// may set: as any other user, every connection failed. Tests run as root, so the demo
+    /// runs here as `nobody`.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")))
+    func theDemoRunsForAUserWithoutPrivileges() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        chmod(folder.url.path, 0o777)
+        let demo = try await DaemonProcess.run(["demo"], in: folder, launcher: ["/usr/sbin/runuser", "-u", "nobody", "--"])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        #expect(demo.stdout.contains("closed   8"), "\(demo.stdout)")
+        #expect(!demo.stderr.contains("could not connect"), "\(demo.stderr)")
+    }
+
     @Test func retryRequeuesFailedOrdersKeepingTheirHistory() async throws {
         let setup = try await Setup.make()
         defer { Task { await setup.tearDown() } }

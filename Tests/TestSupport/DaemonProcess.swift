@@ -20,17 +20,23 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// Starts `closeorderd ARGUMENTS…`; output goes to files in `directory`. With
     /// `stderrIsJournal`, `$JOURNAL_STREAM` names the stderr file as systemd names the journal.
+    /// A `launcher` (e.g. `["/usr/sbin/runuser", "-u", "nobody", "--"]`) runs the binary.
     public init(
         _ arguments: [String], in directory: TemporaryDirectory, environment: [String: String] = [:],
-        stderrIsJournal: Bool = false
+        stderrIsJournal: Bool = false, launcher: [String] = []
     ) throws {
         let tag = UUID().uuidString.prefix(8)
         stdoutFile = directory.url.appending(path: "stdout-\(tag).log")
         stderrFile = directory.url.appending(path: "stderr-\(tag).log")
         FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
         FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
-        process.executableURL = Self.binary
-        process.arguments = arguments
+        if let program = launcher.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(launcher.dropFirst()) + [Self.binary.path] + arguments
+        } else {
+            process.executableURL = Self.binary
+            process.arguments = arguments
+        }
         process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
         process.standardError = try FileHandle(forWritingTo: stderrFile)
         process.standardInput = FileHandle.nullDevice
@@ -50,9 +56,9 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// Runs `closeorderd ARGUMENTS…` to completion (at most `timeout` seconds).
     public static func run(
-        _ arguments: [String], in directory: TemporaryDirectory, timeout: Double = 60
+        _ arguments: [String], in directory: TemporaryDirectory, timeout: Double = 60, launcher: [String] = []
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let daemon = try DaemonProcess(arguments, in: directory)
+        let daemon = try DaemonProcess(arguments, in: directory, launcher: launcher)
         let status = try await daemon.waitForExit(timeout: timeout)
         return (status, daemon.stdout, daemon.stderr)
     }
