@@ -50,10 +50,13 @@ def closed_count(world):
     return world.states().get("closed", 0)
 
 
-def fresh_world(name, *simulator_flags, orders=0, **reaper):
+def fresh_world(name, *simulator_flags, orders=0, merchant="hmac", **reaper):
+    """A World with its simulator, config (`merchant`: "hmac", "md5" or "v3", as World.write_config) and database."""
     world = World(name)
+    if merchant == "v3":
+        world.add_v3_merchant()
     world.start_simulator(*simulator_flags)
-    world.write_config(**reaper)
+    world.write_config(merchant=merchant, **reaper)
     world.migrate()
     if orders:
         world.insert([f"B{i:08d}" for i in range(orders)])
@@ -95,15 +98,22 @@ from wechatpy.pay import WeChatPay
 from wechatpy.exceptions import WeChatPayException
 
 db, base_url, key, mch_id, appid, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+sign_type = sys.argv[7] if len(sys.argv) > 7 else "MD5"
 
 def client():
     pay = WeChatPay(appid=appid, api_key=key, mch_id=mch_id, timeout=10)
     pay.API_BASE_URL = base_url
     return pay
 
+def close_call(pay, number):
+    if sign_type == "MD5":
+        return pay.order.close(number)  # it sends no sign_type: signed with MD5
+    # order.close takes no sign_type; its request with one, which wechatpy signs with HMAC-SHA256
+    return pay.order._post("pay/closeorder", data={"appid": appid, "out_trade_no": number, "sign_type": sign_type})
+
 def close_one(pay, connection, row_id, number):
     try:
-        pay.order.close(number)
+        close_call(pay, number)
         state, code = "closed", None
     except WeChatPayException as error:
         code = error.errcode
@@ -133,6 +143,45 @@ else:
     with ThreadPoolExecutor(threads) as pool:
         while rows := due(main):
             list(pool.map(work, rows))
+'''
+
+
+# The sequential PEER on PostgreSQL (bench/compare): the same loop, psycopg in autocommit, one UPDATE per close.
+# PEER's sign_type (argument 7) defaults to MD5, what wechatpy's order.close sends; bench/compare gives HMAC-SHA256.
+PEER_POSTGRESQL = r'''
+import sys
+import psycopg
+from wechatpy.pay import WeChatPay
+from wechatpy.exceptions import WeChatPayException
+
+url, base_url, key, mch_id, appid, sign_type = sys.argv[1:7]  # the password comes in PGPASSWORD
+
+def close_call(pay, number):
+    if sign_type == "MD5":
+        return pay.order.close(number)  # it sends no sign_type: signed with MD5
+    return pay.order._post("pay/closeorder", data={"appid": appid, "out_trade_no": number, "sign_type": sign_type})
+
+def close_one(pay, connection, row_id, number):
+    try:
+        close_call(pay, number)
+        state, code = "closed", None
+    except WeChatPayException as error:
+        code = error.errcode
+        state = {"ORDERCLOSED": "closed", "ORDERPAID": "paid"}.get(code, "pending")
+    connection.execute("UPDATE orders SET state = %s, err_code = %s, attempts = attempts + 1, updated_at = now() WHERE id = %s",
+                       (state, code, row_id))
+
+def due(connection):
+    return connection.execute(
+        "SELECT id, out_trade_no FROM orders WHERE state = 'pending' AND created_at <= now() - interval '300 seconds' "
+        "AND coalesce(expires_at, created_at + interval '2 hours') <= now() LIMIT 1000").fetchall()
+
+pay = WeChatPay(appid=appid, api_key=key, mch_id=mch_id, timeout=10)
+pay.API_BASE_URL = base_url
+with psycopg.connect(url, autocommit=True) as main:
+    while rows := due(main):
+        for row_id, number in rows:
+            close_one(pay, main, row_id, number)
 '''
 
 

@@ -122,6 +122,22 @@ class Cluster:
                 pass
         return total
 
+    def settled_cpu(self, database, timeout=10):
+        """cpu() once `database` has no client left and the server has reaped their backends.
+        Read at once after a client exits, cpu() can miss its backend, on its way out, whole."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.psql(
+                "postgres", f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}';").strip() != "0":
+            time.sleep(0.1)
+        before = self.cpu()
+        while time.time() < deadline:
+            time.sleep(0.2)
+            after = self.cpu()
+            if after - before < 0.01:
+                return after
+            before = after
+        return before
+
     def server_log(self):
         with open(os.path.join(self.data, "server.log"), errors="replace") as f:
             return f.read()
@@ -207,6 +223,15 @@ def process_cpu(pid, children=False):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def insert_due(cluster, database, orders):
+    """`orders` due orders (created 15 minutes ago, deadline a second ago), and fresh statistics."""
+    cluster.psql(database, f"""
+        INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at)
+        SELECT '{MCH_ID}', '{APPID}', 'DUE' || lpad(n::text, 8, '0'), now() - interval '15 minutes', now() - interval '1 second'
+          FROM generate_series(1, {orders}) AS n;
+        VACUUM ANALYZE orders;""")
+
+
 # --- 1. several daemons on one table ----------------------------------------------------------
 
 
@@ -219,11 +244,7 @@ def daemons_on_one_table(cluster, daemons, concurrency, seconds, round_):
     LEFT_RUNNING.append(world)
     world.start_simulator("--latency-ms", str(LATENCY_MS))
     world.write_config(concurrency=concurrency, batch_size=max(256, concurrency), lease_seconds=120, timeout_seconds=10)
-    cluster.psql(database, f"""
-        INSERT INTO orders (mch_id, appid, out_trade_no, created_at, expires_at)
-        SELECT '{MCH_ID}', '{APPID}', 'DUE' || lpad(n::text, 8, '0'), now() - interval '15 minutes', now() - interval '1 second'
-          FROM generate_series(1, {orders}) AS n;
-        VACUUM ANALYZE orders;""")
+    insert_due(cluster, database, orders)
     app = PgInserter(cluster, database, APP_RATE)
     LEFT_RUNNING.append(app)
     app.start()

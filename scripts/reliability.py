@@ -35,6 +35,7 @@ KEY = "192006250b4c09247ec02edce69f6a2d"  # the protocol file's test key; never 
 MCH_ID = "1900000109"
 APPID = "wx8888888888888888"
 BINARY = os.environ.get("CLOSEORDERD", os.path.join(ROOT, ".build", "debug", "closeorderd"))
+V3_SERIAL_NO = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"  # the merchant certificate's serial; the simulator does not check it
 
 
 # --- the world: a folder, a simulator, a database, daemons ------------------------------
@@ -58,20 +59,39 @@ class World:
         # Where the simulator listens, and what its command line is run under (a network namespace).
         self.simulator_host = "127.0.0.1"
         self.simulator_wrapper = []
+        # API v3 (add_v3_merchant): the merchant's key pair, and the simulator's public key and its id.
+        self.v3_private_key = self.v3_public_key = self.wechatpay_public_key = self.wechatpay_public_key_id = None
+
+    def add_v3_merchant(self):
+        """Makes MCH_ID an API v3 merchant as well (call before start_simulator): an RSA-2048 key
+        pair for its requests, whose public half the simulator checks them with."""
+        self.v3_private_key = os.path.join(self.dir, "merchant-v3.pem")
+        self.v3_public_key = os.path.join(self.dir, "merchant-v3.pub.pem")
+        self.wechatpay_public_key = os.path.join(self.dir, "wechatpay.pub.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", self.v3_private_key], capture_output=True, check=True)
+        os.chmod(self.v3_private_key, 0o600)
+        subprocess.run(["openssl", "pkey", "-in", self.v3_private_key, "-pubout", "-out", self.v3_public_key],
+                       capture_output=True, check=True)
 
     def start_simulator(self, *flags, port=None):
         self.simulator_args = list(flags)
         log = open(os.path.join(self.dir, f"simulator-{len(self.logs)}.log"), "w")
         self.logs.append(log.name)
+        v3 = ["--v3-merchant", f"{MCH_ID}={self.v3_public_key}", "--wechatpay-key-out", self.wechatpay_public_key] \
+            if self.v3_private_key else []
         process = subprocess.Popen(
             [*self.simulator_wrapper, BINARY, "simulate", "--listen", f"{self.simulator_host}:{port or self.port}",
-             "--key", f"{MCH_ID}={self.key_file}",
+             "--key", f"{MCH_ID}={self.key_file}", *v3,
              "--call-log", self.call_log, *flags],
             stdout=subprocess.PIPE, stderr=log, text=True)
         line = process.stdout.readline()
         if "listening on" not in line:
             raise RuntimeError(f"simulator did not start: {line!r}")
         self.port = int(line.strip().rsplit(":", 1)[1])
+        if v3:
+            # "v3 answers signed by wechatpay_public_key_id PUB_KEY_ID_…"
+            self.wechatpay_public_key_id = process.stdout.readline().strip().rsplit(" ", 1)[-1]
         self.simulator = process
         return process
 
@@ -88,7 +108,8 @@ class World:
                 time.sleep(0.1)
         raise RuntimeError("simulator did not restart")
 
-    def write_config(self, max_requests_per_second=None, **reaper):
+    def write_config(self, max_requests_per_second=None, merchant="hmac", **reaper):
+        """The daemon's config; `merchant`: "hmac" or "md5" (API v2 sign types) or "v3" (after add_v3_merchant)."""
         settings = {"poll_interval_seconds": 0.2, "concurrency": 16, "backoff_base_seconds": 1, "backoff_max_seconds": 2,
                     "lease_seconds": 5, "max_attempts": 10}
         settings.update(reaper)
@@ -96,12 +117,22 @@ class World:
         lines = [*self.database_config(), "api:", f"  base_url: http://{self.simulator_host}:{self.port}",
                  '  backup_base_url: ""', f"  timeout_seconds: {timeout}", "reaper:"]
         lines += [f"  {key}: {value}" for key, value in settings.items()]
-        lines += ["merchants:", f'  - mch_id: "{MCH_ID}"', "    sign_type: HMAC-SHA256", f"    key_file: {self.key_file}"]
+        lines += ["merchants:", f'  - mch_id: "{MCH_ID}"', *self.merchant_config(merchant)]
         if max_requests_per_second:
             lines.append(f"    max_requests_per_second: {max_requests_per_second}")
         self.config = os.path.join(self.dir, "config.yaml")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def merchant_config(self, merchant):
+        if merchant == "v3":
+            if not self.wechatpay_public_key_id:
+                raise RuntimeError("a v3 merchant needs add_v3_merchant() before start_simulator()")
+            return ["    api: v3", f'    serial_no: "{V3_SERIAL_NO}"', f"    private_key_file: {self.v3_private_key}",
+                    f"    wechatpay_public_key_file: {self.wechatpay_public_key}",
+                    f"    wechatpay_public_key_id: {self.wechatpay_public_key_id}"]
+        sign_type = {"hmac": "HMAC-SHA256", "md5": "MD5"}[merchant]
+        return [f"    sign_type: {sign_type}", f"    key_file: {self.key_file}"]
 
     def database_config(self):
         return [f"database: {self.db}"]
