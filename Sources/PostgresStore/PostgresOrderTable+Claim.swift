@@ -101,9 +101,10 @@ extension PostgresOrderTable {
                   \(PostgresSQL.epoch(PostgresSQL.dueAt("o.", minAge: "$4", timeout: "$5")))
         """
 
-    /// How many candidates of each kind a claim of `limit` reads: enough to spare for
-    /// rows other daemons hold locked at the same moment.
-    static func candidates(forLimit limit: Int) -> Int64 { Int64(max(4 * limit, 64)) }
+    /// How many candidates of each kind a claim of `limit` reads: enough to spare for the
+    /// rows that up to seven other daemons' claims hold locked at the same moment (a row
+    /// another claim has committed is no longer due, so only claims under way can hide rows).
+    static func candidates(forLimit limit: Int) -> Int64 { Int64(max(8 * limit, 64)) }
 
     /// Claims up to `limit` due orders in one statement, most overdue first: `FOR UPDATE
     /// SKIP LOCKED` passes over rows another daemon is claiming right now, and each row
