@@ -38,6 +38,49 @@ import WeChatPay
         #expect(request.headers["content-length"] == "\(request.body.count)")
     }
 
+    @Test func anInformationalAnswerBeforeTheRealOneIsSkipped() async throws {
+        let server = try await LyingServer.start { request in
+            [.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8) + HostileServerTests.closedAnswer(to: request))]
+        }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL, timeoutSeconds: 20, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        let (verdict, exchange) = await close(client)
+        #expect(verdict.outcome == .closed, "\(verdict.message)")
+        #expect(exchange.httpStatus == 200)
+    }
+
+    @Test func aBaseURLsPathPrefixesEveryEndpoint() async throws {
+        let server = try await LyingServer.start { [.write(HostileServerTests.closedAnswer(to: $0))] }
+        defer { Task { await server.stop() } }
+        let client = WeChatPayClient(baseURL: server.baseURL + "/wechat/", timeoutSeconds: 20, maxConnections: 4)
+        defer { Task { await client.shutdown() } }
+        #expect(await close(client).0.outcome == .closed)
+        #expect(server.requests.map(\.path) == ["/wechat/pay/closeorder"])
+    }
+
+    @Test(arguments: [
+        ("https://api.mch.weixin.qq.com", true, "api.mch.weixin.qq.com", 443, "api.mch.weixin.qq.com", ""),
+        ("http://127.0.0.1:8089", false, "127.0.0.1", 8089, "127.0.0.1:8089", ""),
+        ("HTTPS://Proxy.example:8443/wechat/", true, "Proxy.example", 8443, "Proxy.example:8443", "/wechat"),
+        ("http://[::1]:9000/a/b", false, "::1", 9000, "[::1]:9000", "/a/b"),
+        ("http://[::1]", false, "::1", 80, "[::1]", ""),
+    ])
+    func aBaseURLIsTakenApartOnce(text: String, tls: Bool, host: String, port: Int, hostHeader: String, path: String) throws {
+        let base = try #require(BaseURL(text))
+        #expect(base.tls == tls)
+        #expect(base.host == host)
+        #expect(base.port == port)
+        #expect(base.hostHeader == hostHeader)
+        #expect(base.pathPrefix == path)
+        #expect(base.hostIsAddress == (host.first?.isNumber == true || host.contains(":")))
+    }
+
+    @Test(arguments: ["ftp://example.com", "example.com", "http://", "https:///pay"])
+    func aBaseURLThatIsNotHTTPIsRefused(text: String) {
+        #expect(BaseURL(text) == nil)
+    }
+
     @Test func anAnswerThatSaysCloseEndsItsConnection() async throws {
         let server = try await LyingServer.start { request in
             let answer = HostileServerTests.closedAnswer(to: request)
